@@ -1,0 +1,42 @@
+# sparsejax: set-up, main job, tests. Everything installs into ./.venv from the package index
+# (PyPI and this machine's local wheels); versions are pinned by constraints.txt.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
+BASE := $(VENV)/.installed-base
+DEV := $(VENV)/.installed-dev
+
+.PHONY: setup demo test test-fast lint clean
+
+$(BASE): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "sparsejax needs Python >= 3.11"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) -e .
+	@touch $@
+
+$(DEV): $(BASE)
+	$(PIP) -e '.[port,dev]'
+	@touch $@
+
+setup: $(BASE)
+
+# The main job: train the embedded default (LeNet-5 on scikit-learn's digits, real offline
+# data), evaluate it and report. Results go to runs/demo/.
+demo: $(BASE)
+	$(BIN)/sparsejax demo --out runs/demo
+
+# The whole suite, slow real-model tests included (they skip with a reason without ../shared).
+test: $(DEV)
+	$(BIN)/ruff check sparsejax tests
+	$(BIN)/python -m pytest
+
+test-fast: $(DEV)
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: $(DEV)
+	$(BIN)/ruff check sparsejax tests
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,275 @@
+"""The ``sparsejax`` command (SPEC §5).
+
+Sub-commands: ``models``, ``datasets``, ``port``, ``eval``, ``train`` and ``demo`` (the
+README's main job). Bad input (names, paths, shapes, labels, ``--set`` values) stops with a
+one-line ``sparsejax: error: ...`` and exit status 2, before anything is compiled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+from sparsejax.errors import SparsejaxError
+
+DEFAULT_MODEL = "lenet5-digits"
+DEFAULT_DATASET = "digits"
+
+
+def _add_data_args(p: argparse.ArgumentParser, default_dataset: str | None = None) -> None:
+    p.add_argument(
+        "--dataset",
+        required=default_dataset is None,
+        default=default_dataset,
+        help="registered name (mnist, fashion_mnist, cifar10, digits) or npz:PATH",
+    )
+    p.add_argument("--split", default="test", choices=["test", "train"])
+    p.add_argument("--n", type=int, default=None, help="number of examples (default: all)")
+    p.add_argument("--offset", type=int, default=0, help="index of the first example")
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="tensorflow-datasets data dir and/or folder of local dataset files",
+    )
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _load_model_and_data(args):
+    """Resolves and checks model, weights and data; nothing is compiled here."""
+    from sparsejax import data, models
+    from sparsejax.validation import check_images, check_labels
+
+    models.get_spec(args.model)  # unknown name fails before the weights are read
+    data.check_dataset_name(args.dataset)
+    model = models.load(args.model, args.weights)
+    ds = data.load_dataset(
+        args.dataset, split=args.split, n=args.n, offset=args.offset, data_dir=args.data_dir
+    )
+    check_images(ds.x, model, what=f"dataset {args.dataset!r}")
+    check_labels(ds.y, len(ds), model.num_classes, what=f"labels of dataset {args.dataset!r}")
+    return model, ds
+
+
+def cmd_models(args) -> int:
+    from sparsejax import models
+
+    for name in models.model_names():
+        s = models.get_spec(name)
+        print(f"{name:20s} input {s.input_shape} classes {s.num_classes}  {s.description}")
+    return 0
+
+
+def cmd_datasets(args) -> int:
+    from sparsejax import data
+
+    for name in data.dataset_names():
+        print(name)
+    print("npz:PATH  (x uint8 (N,H,W[,C]) or float in [0,1], y integer labels)")
+    return 0
+
+
+def cmd_port(args) -> int:
+    from sparsejax import models
+    from sparsejax.models import checkpoint
+
+    spec = models.get_spec(args.model)
+    src = Path(args.weights)
+    if src.is_file() and checkpoint.sniff(src) != "torch":
+        raise SparsejaxError(f"weights file {src}: not a PyTorch checkpoint (nothing to port)")
+    model = models.load(args.model, src)
+    n_params = sum(int(v.size) for v in __import__("jax").tree.leaves(model.variables))
+    out = Path(args.out)
+    checkpoint.save(
+        out, spec.name, model.variables, {"source": str(src), "source_sha256": _sha256(src)}
+    )
+    print(f"ported {src} -> {out} ({spec.name}, {n_params:,} values)")
+    if args.check_dataset:
+        from sparsejax import data
+
+        ds = data.load_dataset(args.check_dataset, n=args.n, data_dir=args.data_dir)
+        ported = models.load(spec.name, out)
+        acc = float((ported.predict(ds.x, progress=True).argmax(1) == ds.y).mean())
+        print(f"accuracy of the ported checkpoint on {len(ds)} {ds.name} images: {acc:.4f}")
+    return 0
+
+
+def evaluate(model, ds, batch_size: int = 500, progress: bool = True) -> dict:
+    t0 = time.perf_counter()
+    logits = model.predict(ds.x, batch_size=batch_size, progress=progress)
+    pred = logits.argmax(1)
+    return {
+        "model": model.name,
+        "weights": model.weights,
+        "dataset": ds.name,
+        "split": ds.split,
+        "source": ds.source,
+        "n": len(ds),
+        "accuracy": float((pred == ds.y).mean()),
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def cmd_eval(args) -> int:
+    from sparsejax import io
+
+    model, ds = _load_model_and_data(args)
+    res = evaluate(model, ds, args.batch_size)
+    print(
+        f"{model.name} on {res['n']} {ds.name}/{ds.split} images ({ds.source}): "
+        f"clean accuracy {res['accuracy']:.4f}"
+    )
+    if args.out:
+        io.write_json(args.out, {**res, "versions": io.versions()})
+    return 0
+
+
+def _train(model_name: str, dataset: str, out: Path, epochs: int, seed: int, force: bool):
+    """Trains (or reuses an identical earlier run) and saves a Flax checkpoint at ``out``."""
+    from sparsejax import data, io, models, train
+    from sparsejax.models import checkpoint
+
+    config = train.TrainConfig(epochs=epochs, seed=seed)
+    meta = {
+        "trained_on": dataset,
+        "train_config": json.dumps(dataclasses.asdict(config), sort_keys=True),
+    }
+    if out.is_file() and not force:
+        name, _, old_meta = checkpoint.read(out)
+        if (
+            name == model_name
+            and old_meta.get("train_config") == meta["train_config"]
+            and old_meta.get("trained_on") == dataset
+        ):
+            print(f"reusing {out} (same model, data and training config; --force to retrain)")
+            return models.load(model_name, out)
+    train_ds = data.load_dataset(dataset, split="train")
+    model, report = train.train_classifier(model_name, train_ds, config)
+    meta.update(train_accuracy=report.train_accuracy, train_seconds=report.seconds)
+    checkpoint.save(out, model_name, model.variables, meta)
+    io.write_json(
+        out.with_suffix(".train.json"),
+        {
+            "model": model_name,
+            "dataset": dataset,
+            "config": dataclasses.asdict(config),
+            "train_accuracy": report.train_accuracy,
+            "epoch_losses": list(report.losses),
+            "seconds": report.seconds,
+            "versions": io.versions(),
+        },
+    )
+    print(
+        f"trained {model_name} on {len(train_ds)} {dataset}/train images in "
+        f"{report.seconds:.1f} s (train accuracy {report.train_accuracy:.4f}) -> {out}"
+    )
+    return models.load(model_name, out)
+
+
+def cmd_train(args) -> int:
+    from sparsejax import data, models
+
+    models.get_spec(args.model)
+    data.check_dataset_name(args.dataset)
+    _train(args.model, args.dataset, Path(args.out), args.epochs, args.seed, args.force)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """The main job: train the embedded default model on real offline data and evaluate it."""
+    from sparsejax import data, io
+
+    t0 = time.perf_counter()
+    out = Path(args.out)
+    model = _train(
+        DEFAULT_MODEL,
+        DEFAULT_DATASET,
+        out / f"{DEFAULT_MODEL}.msgpack",
+        args.epochs,
+        args.seed,
+        args.force,
+    )
+    ds = data.load_dataset(DEFAULT_DATASET, split="test")
+    res = evaluate(model, ds)
+    io.write_json(out / "eval.json", {**res, "versions": io.versions()})
+    print(
+        f"{model.name} on {res['n']} held-out {ds.name} images: clean accuracy "
+        f"{res['accuracy']:.4f}"
+    )
+    print(f"demo finished in {time.perf_counter() - t0:.1f} s; results in {out}/")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sparsejax", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("models", help="list the registered models").set_defaults(fn=cmd_models)
+    sub.add_parser("datasets", help="list the registered datasets").set_defaults(fn=cmd_datasets)
+
+    p = sub.add_parser("port", help="port a PyTorch checkpoint to a Flax checkpoint")
+    p.add_argument("--model", required=True)
+    p.add_argument("--weights", required=True, help="PyTorch checkpoint (.pt/.pth/.th)")
+    p.add_argument("--out", required=True, help="Flax checkpoint to write (.msgpack)")
+    p.add_argument("--check-dataset", default=None, help="report accuracy on this dataset")
+    p.add_argument("--n", type=int, default=None)
+    p.add_argument("--data-dir", default=None)
+    p.set_defaults(fn=cmd_port)
+
+    p = sub.add_parser("eval", help="clean accuracy of a model on a dataset")
+    p.add_argument("--model", required=True)
+    p.add_argument("--weights", required=True, help="PyTorch or sparsejax Flax checkpoint")
+    _add_data_args(p)
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--out", default=None, help="write the result as JSON here")
+    p.set_defaults(fn=cmd_eval)
+
+    p = sub.add_parser("train", help="train a model from scratch (optax, seeded)")
+    p.add_argument("--model", default=DEFAULT_MODEL)
+    p.add_argument("--dataset", default=DEFAULT_DATASET)
+    p.add_argument("--out", required=True, help="Flax checkpoint to write")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="retrain even if --out matches")
+    p.set_defaults(fn=cmd_train)
+
+    p = sub.add_parser("demo", help="the main job on the embedded default (no network)")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(fn=cmd_demo)
+    return parser
+
+
+def _positive(args, *names):
+    for name in names:
+        v = getattr(args, name, None)
+        if v is not None and v < 1:
+            raise SparsejaxError(f"--{name.replace('_', '-')} must be >= 1, got {v}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        _positive(args, "n", "batch_size", "epochs")
+        return args.fn(args)
+    except SparsejaxError as e:
+        print(f"sparsejax: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,452 @@
+"""Datasets as float32 NHWC images in [0, 1] with integer labels (SPEC §1).
+
+One entry point, :func:`load_dataset`, serves a registered name (``mnist``,
+``fashion_mnist``, ``cifar10``, ``digits``) or ``npz:PATH``. For a registered name the
+sources are tried in order and the first that can serve wins:
+
+1. tensorflow-datasets, through ``tfds.data_source`` on a copy already prepared in
+   ``data_dir`` (or ``$TFDS_DATA_DIR``, or ``~/tensorflow_datasets``). tensorflow-datasets
+   cannot download without network, so it serves only what was prepared before; a copy
+   prepared in the TFRecord format is read with ``tfds.load`` when TensorFlow is installed.
+2. Local files: IDX files (MNIST, Fashion-MNIST), CIFAR-10 python batches or the shared
+   500-image CIFAR-10 test npz, scikit-learn's bundled digits.
+
+When no source can serve, :class:`~sparsejax.errors.DatasetUnavailableError` says what was
+tried and why each failed. Subsets are deterministic: ``offset`` and ``n`` pick
+consecutive examples in the split's own order (the papers attack "the first N test images").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import gzip
+import logging
+import os
+import pickle
+import struct
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from sparsejax.errors import DatasetUnavailableError, SparsejaxError, UnknownNameError
+
+ASSETS_ENV = "SPARSEJAX_ASSETS"
+FASHION_MNIST_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+# The digits split: a fixed permutation of scikit-learn's 1797 images, 80% train / 20% test.
+DIGITS_SPLIT_SEED = 0
+DIGITS_TRAIN_FRACTION = 0.8
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """A labelled image set in the library's conventions.
+
+    Attributes:
+      name: the name it was loaded under (``mnist``, ``npz:/path/x.npz``, ...).
+      split: ``test`` or ``train``.
+      x: float32[N, H, W, C] in [0, 1].
+      y: int32[N] class labels.
+      indices: int64[N] position of each example in the split (for result files).
+      num_classes: number of classes of the task (not ``max(y) + 1`` of a subset).
+      source: where the arrays came from, in words (for result files and logs).
+      class_names: optional names of the classes.
+    """
+
+    name: str
+    split: str
+    x: np.ndarray
+    y: np.ndarray
+    indices: np.ndarray
+    num_classes: int
+    source: str
+    class_names: tuple[str, ...] | None = None
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+
+def assets_dir() -> Path | None:
+    """The shared real assets (``$SPARSEJAX_ASSETS``, else ``../shared/assets``), or None."""
+    env = os.environ.get(ASSETS_ENV)
+    candidates = [Path(env)] if env else []
+    candidates += [
+        Path.cwd().parent / "shared" / "assets",
+        Path(__file__).resolve().parents[2] / "shared" / "assets",
+    ]
+    for c in candidates:
+        if c.is_dir():
+            return c
+    return None
+
+
+# ----------------------------------------------------------------------------------------
+# Conversions and file readers
+# ----------------------------------------------------------------------------------------
+
+
+def to_float_images(x: np.ndarray, what: str = "images") -> np.ndarray:
+    """uint8 (N,H,W[,C]) in 0..255, or floats already in [0, 1] -> float32 (N,H,W,C) in [0, 1]."""
+    x = np.asarray(x)
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4:
+        raise SparsejaxError(f"{what}: expected shape (N,H,W) or (N,H,W,C), got {x.shape}")
+    if x.dtype == np.uint8:
+        return x.astype(np.float32) / np.float32(255.0)
+    if np.issubdtype(x.dtype, np.floating):
+        lo, hi = (float(np.min(x)), float(np.max(x))) if x.size else (0.0, 0.0)
+        if not np.isfinite(x).all() or lo < 0.0 or hi > 1.0:
+            raise SparsejaxError(
+                f"{what}: float images must lie in [0, 1], got range [{lo:g}, {hi:g}]"
+            )
+        return x.astype(np.float32)
+    raise SparsejaxError(f"{what}: dtype must be uint8 or float in [0, 1], got {x.dtype}")
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Reads an IDX file (the MNIST format), gzipped or not, as a uint8 array."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0:
+        raise SparsejaxError(f"{path}: not an IDX file (bad magic number)")
+    dtype_code, ndim = data[2], data[3]
+    if dtype_code != 0x08:
+        raise SparsejaxError(f"{path}: IDX dtype 0x{dtype_code:02x} is not uint8")
+    shape = struct.unpack(">" + "I" * ndim, data[4 : 4 + 4 * ndim])
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(shape)):
+        raise SparsejaxError(f"{path}: IDX header says {shape}, file holds {body.size} values")
+    return body.reshape(shape)
+
+
+def _find_idx(directory: Path, stem: str) -> Path | None:
+    for name in (f"{stem}.gz", stem):
+        if (directory / name).is_file():
+            return directory / name
+    return None
+
+
+_IDX_STEMS = {
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+}
+
+
+def _load_idx_pair(directory: Path, split: str) -> tuple[np.ndarray, np.ndarray, str]:
+    img_stem, lab_stem = _IDX_STEMS[split]
+    img, lab = _find_idx(directory, img_stem), _find_idx(directory, lab_stem)
+    if img is None or lab is None:
+        raise FileNotFoundError(f"no {img_stem}[.gz] / {lab_stem}[.gz] in {directory}")
+    x, y = read_idx(img), read_idx(lab)
+    if x.shape[0] != y.shape[0]:
+        raise SparsejaxError(f"{directory}: {x.shape[0]} images but {y.shape[0]} labels")
+    return x, y, f"idx:{img}"
+
+
+def _load_cifar10_local(directory: Path | None, split: str) -> tuple[np.ndarray, np.ndarray, str]:
+    tried = []
+    if directory is not None:
+        for sub in (directory / "cifar-10-batches-py", directory):
+            names = ["test_batch"] if split == "test" else [f"data_batch_{i}" for i in range(1, 6)]
+            if all((sub / n).is_file() for n in names):
+                xs, ys = [], []
+                for n in names:
+                    with open(sub / n, "rb") as f:
+                        d = pickle.load(f, encoding="bytes")
+                    xs.append(np.asarray(d[b"data"]).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+                    ys.append(np.asarray(d[b"labels"]))
+                return np.concatenate(xs), np.concatenate(ys), f"cifar-python:{sub}"
+            tried.append(str(sub))
+    assets = assets_dir()
+    npz = assets / "data" / "cifar10" / "cifar10_test_first500.npz" if assets else None
+    if split == "test" and npz is not None and npz.is_file():
+        d = np.load(npz)
+        return d["x"], d["y"], f"npz:{npz} (first 500 test images)"
+    tried.append("shared assets cifar10_test_first500.npz" + ("" if assets else " (no assets dir)"))
+    raise FileNotFoundError(
+        "no CIFAR-10 python batches or shared npz (looked in " + ", ".join(tried) + ")"
+    )
+
+
+def _digits(split: str) -> tuple[np.ndarray, np.ndarray, str]:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.images / 16.0).astype(np.float32)  # 8x8, integer levels 0..16 -> [0, 1]
+    y = d.target.astype(np.int32)
+    perm = np.random.default_rng(DIGITS_SPLIT_SEED).permutation(len(y))
+    n_train = int(round(DIGITS_TRAIN_FRACTION * len(y)))
+    idx = perm[:n_train] if split == "train" else perm[n_train:]
+    return x[idx], y[idx], f"sklearn.datasets.load_digits (seed-{DIGITS_SPLIT_SEED} split)"
+
+
+# ----------------------------------------------------------------------------------------
+# tensorflow-datasets
+# ----------------------------------------------------------------------------------------
+
+
+def _load_tfds(
+    tfds_name: str, split: str, data_dir: Path | None, start: int, stop: int | None
+) -> tuple[np.ndarray, np.ndarray, str, int]:
+    """Reads examples [start, stop) of a prepared TFDS copy. Returns x, y, source, split size."""
+    import tensorflow_datasets as tfds
+
+    kw = {"data_dir": str(data_dir)} if data_dir is not None else {}
+    with _quiet_absl():
+        return _read_tfds(tfds, tfds_name, split, kw, start, stop)
+
+
+@contextlib.contextmanager
+def _quiet_absl():
+    """tfds logs a warning for every unprepared dataset it probes; the caller reports instead."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _read_tfds(tfds, tfds_name, split, kw, start, stop):
+    try:
+        src = tfds.data_source(tfds_name, split=split, download=False, **kw)
+        total = len(src)
+        stop = total if stop is None else min(stop, total)
+        rows = [src[i] for i in range(start, stop)]
+        x = np.stack([np.asarray(r["image"]) for r in rows]) if rows else None
+        y = np.asarray([int(r["label"]) for r in rows], dtype=np.int64)
+        return x, y, f"tfds:{tfds_name} (data_source)", total
+    except Exception as first_error:  # not prepared, or prepared as TFRecord
+        builder = tfds.builder(tfds_name, **kw)
+        if not builder.is_prepared():
+            raise FileNotFoundError(
+                f"tensorflow-datasets has no prepared copy in {builder.data_dir} "
+                "(it cannot download without network)"
+            ) from first_error
+        try:
+            import tensorflow  # noqa: F401
+        except ImportError as e:
+            reason = str(first_error).splitlines()[0] if str(first_error) else type(first_error)
+            raise FileNotFoundError(
+                f"tensorflow-datasets copy in {builder.data_dir} cannot be read without "
+                f"tensorflow, which is not installed ({reason})"
+            ) from e
+        arr = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
+        total = int(arr["label"].shape[0])
+        stop = total if stop is None else min(stop, total)
+        return arr["image"][start:stop], arr["label"][start:stop], f"tfds:{tfds_name}", total
+
+
+# ----------------------------------------------------------------------------------------
+# Registry
+# ----------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _DatasetSpec:
+    tfds_name: str | None
+    local: Callable[[Path | None, str], tuple[np.ndarray, np.ndarray, str]]
+    num_classes: int
+    splits: tuple[str, ...]
+    class_names: tuple[str, ...] | None = None
+
+
+def _mnist_local(data_dir: Path | None, split: str):
+    dirs = [d for d in (data_dir, (assets_dir() or Path("/nonexistent")) / "data" / "mnist") if d]
+    errors = []
+    for d in dirs:
+        try:
+            return _load_idx_pair(d, split)
+        except FileNotFoundError as e:
+            errors.append(str(e))
+    raise FileNotFoundError("; ".join(errors))
+
+
+def _fashion_local(data_dir: Path | None, split: str):
+    dirs = [d for d in (data_dir, FASHION_MNIST_DEBIAN_DIR) if d]
+    errors = []
+    for d in dirs:
+        try:
+            return _load_idx_pair(d, split)
+        except FileNotFoundError as e:
+            errors.append(str(e))
+    raise FileNotFoundError("; ".join(errors) + " (Debian package dataset-fashion-mnist)")
+
+
+_CIFAR10_NAMES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
+_FASHION_NAMES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+
+DATASETS: dict[str, _DatasetSpec] = {
+    "mnist": _DatasetSpec("mnist", _mnist_local, 10, ("test", "train")),
+    "fashion_mnist": _DatasetSpec(
+        "fashion_mnist", _fashion_local, 10, ("test", "train"), _FASHION_NAMES
+    ),
+    "cifar10": _DatasetSpec("cifar10", _load_cifar10_local, 10, ("test", "train"), _CIFAR10_NAMES),
+    "digits": _DatasetSpec(
+        None,
+        lambda _d, split: _digits(split),
+        10,
+        ("test", "train"),
+        tuple(str(i) for i in range(10)),
+    ),
+}
+
+
+def dataset_names() -> list[str]:
+    """Registered dataset names (``npz:PATH`` is accepted as well)."""
+    return sorted(DATASETS)
+
+
+def check_dataset_name(name: str) -> None:
+    """Raises a one-line error for an unknown name or a missing ``npz:`` file (no loading)."""
+    if name.startswith("npz:"):
+        path = Path(name[4:])
+        if not path.is_file():
+            raise SparsejaxError(f"dataset {name!r}: no such file {path}")
+        return
+    if name not in DATASETS:
+        raise UnknownNameError(
+            f"unknown dataset {name!r}; known: {', '.join(dataset_names())} or npz:PATH"
+        )
+
+
+def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray, int | None, tuple | None]:
+    try:
+        d = np.load(path, allow_pickle=False)
+    except Exception as e:  # not a zip / corrupted
+        raise SparsejaxError(
+            f"dataset npz:{path}: cannot read ({e.__class__.__name__}: {e})"
+        ) from e
+    missing = [k for k in ("x", "y") if k not in d.files]
+    if missing:
+        raise SparsejaxError(f"dataset npz:{path}: missing array(s) {missing}; has {d.files}")
+    names = tuple(str(s) for s in d["class_names"]) if "class_names" in d.files else None
+    return d["x"], d["y"], (len(names) if names else None), names
+
+
+def load_dataset(
+    name: str,
+    split: str = "test",
+    n: int | None = None,
+    offset: int = 0,
+    data_dir: str | os.PathLike | None = None,
+    use_tfds: bool = True,
+) -> Dataset:
+    """Loads ``n`` consecutive examples starting at ``offset`` of a dataset split.
+
+    Args:
+      name: a registered name (:func:`dataset_names`) or ``npz:PATH`` (arrays ``x`` uint8
+        (N,H,W[,C]) or float in [0, 1], ``y`` integer labels, optional ``class_names``).
+      split: ``test`` (default) or ``train``.
+      n: number of examples (None: to the end of the split).
+      offset: index of the first example in the split.
+      data_dir: a tensorflow-datasets data dir and/or a folder of local files.
+      use_tfds: try tensorflow-datasets first (default) or go straight to local files.
+
+    Returns:
+      A :class:`Dataset`; ``x`` float32[n, H, W, C] in [0, 1], ``y`` int32[n].
+
+    Raises:
+      UnknownNameError, DatasetUnavailableError, SparsejaxError: one-line reasons.
+    """
+    check_dataset_name(name)
+    if n is not None and n < 1:
+        raise SparsejaxError(f"dataset {name!r}: n must be >= 1, got {n}")
+    if offset < 0:
+        raise SparsejaxError(f"dataset {name!r}: offset must be >= 0, got {offset}")
+    data_dir = Path(data_dir) if data_dir is not None else None
+    if data_dir is not None and not data_dir.is_dir():
+        raise SparsejaxError(f"--data-dir {data_dir}: no such directory")
+    stop = None if n is None else offset + n
+
+    if name.startswith("npz:"):
+        path = Path(name[4:])
+        x_raw, y_raw, num_classes, class_names = _load_npz(path)
+        total, source = int(np.shape(x_raw)[0]), f"npz:{path}"
+        if num_classes is None:  # no class_names: the labels of the whole file decide
+            y_all = np.asarray(y_raw)
+            num_classes = int(y_all.max()) + 1 if y_all.size else 0
+        x_raw, y_raw = x_raw[offset:stop], y_raw[offset:stop]
+    else:
+        spec = DATASETS[name]
+        if split not in spec.splits:
+            raise SparsejaxError(f"dataset {name!r}: unknown split {split!r}; known {spec.splits}")
+        num_classes, class_names = spec.num_classes, spec.class_names
+        reasons = []
+        x_raw = None
+        if use_tfds and spec.tfds_name is not None:
+            try:
+                x_raw, y_raw, source, total = _load_tfds(
+                    spec.tfds_name, split, data_dir, offset, stop
+                )
+            except (FileNotFoundError, ImportError) as e:
+                reasons.append(f"tfds: {e}")
+        if x_raw is None:
+            try:
+                x_all, y_all, source = spec.local(data_dir, split)
+            except FileNotFoundError as e:
+                reasons.append(f"local files: {e}")
+                raise DatasetUnavailableError(
+                    f"dataset {name!r} split {split!r} is not available offline here: "
+                    + " | ".join(reasons)
+                ) from None
+            total = int(x_all.shape[0])
+            x_raw, y_raw = x_all[offset:stop], y_all[offset:stop]
+
+    if offset >= total:
+        raise SparsejaxError(f"dataset {name!r}: offset {offset} is past its {total} examples")
+    if n is not None and offset + n > total:
+        raise SparsejaxError(
+            f"dataset {name!r} split {split!r} has {total} examples; "
+            f"asked for {n} from offset {offset}"
+        )
+    x = to_float_images(x_raw, what=f"dataset {name!r}")
+    y = np.asarray(y_raw)
+    if y.ndim != 1 or y.shape[0] != x.shape[0] or not np.issubdtype(y.dtype, np.integer):
+        raise SparsejaxError(
+            f"dataset {name!r}: labels must be integers of shape ({x.shape[0]},), "
+            f"got {y.dtype} {y.shape}"
+        )
+    if y.size and (y.min() < 0 or y.max() >= num_classes):
+        raise SparsejaxError(
+            f"dataset {name!r}: labels must lie in [0, {num_classes - 1}], "
+            f"got [{y.min()}, {y.max()}]"
+        )
+    return Dataset(
+        name=name,
+        split=split,
+        x=x,
+        y=y.astype(np.int32),
+        indices=np.arange(offset, offset + x.shape[0], dtype=np.int64),
+        num_classes=num_classes,
+        source=source,
+        class_names=class_names,
+    )

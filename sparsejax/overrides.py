@@ -1,0 +1,70 @@
+"""``--set KEY=VALUE`` overrides of a frozen config dataclass, checked before compilation."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+
+from sparsejax.errors import SparsejaxError, UnknownNameError
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _parse(value: str, typ, where: str):
+    origin = typing.get_origin(typ)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        args = [a for a in typing.get_args(typ) if a is not type(None)]
+        if value.lower() in ("none", "null") and len(args) < len(typing.get_args(typ)):
+            return None
+        typ = args[0]
+    if typ is bool:
+        v = value.lower()
+        if v in _TRUE:
+            return True
+        if v in _FALSE:
+            return False
+        raise SparsejaxError(f"{where}: expected true/false, got {value!r}")
+    if typ is int:
+        try:
+            return int(value)
+        except ValueError:
+            raise SparsejaxError(f"{where}: expected an integer, got {value!r}") from None
+    if typ is float:
+        try:
+            out = float(value)
+        except ValueError:
+            raise SparsejaxError(f"{where}: expected a number, got {value!r}") from None
+        if out != out or out in (float("inf"), float("-inf")):
+            raise SparsejaxError(f"{where}: expected a finite number, got {value!r}")
+        return out
+    if typ is str:
+        return value
+    raise SparsejaxError(f"{where}: cannot be set from the command line")
+
+
+def apply_overrides(config, assignments: list[str] | None):
+    """Returns ``config`` with ``KEY=VALUE`` assignments applied (types from the fields).
+
+    Raises a one-line :class:`SparsejaxError` naming the assignment for a malformed item, an
+    unknown field or a value of the wrong type. Range checks belong to the config's own
+    ``validate()``, which the caller runs afterwards.
+    """
+    if not assignments:
+        return config
+    cls = type(config)
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    changes = {}
+    for item in assignments:
+        if "=" not in item:
+            raise SparsejaxError(f"--set {item!r}: expected KEY=VALUE")
+        key, value = item.split("=", 1)
+        key = key.strip()
+        if key not in fields:
+            raise UnknownNameError(
+                f"--set {item!r}: {cls.__name__} has no field {key!r}; "
+                f"fields: {', '.join(sorted(fields))}"
+            )
+        changes[key] = _parse(value.strip(), hints[key], f"--set {item!r}")
+    return dataclasses.replace(config, **changes)

@@ -1,0 +1,39 @@
+"""Shared fixtures. Real assets come from $SPARSEJAX_ASSETS or ../shared/assets."""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from sparsejax.data import assets_dir
+
+# Silent broadcasting between a [B] mask and [B, H, W, C] images is a classic attack bug.
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+SHARED_REASON = (
+    "needs the shared real data and weights (../shared/assets or $SPARSEJAX_ASSETS), "
+    "absent on this machine"
+)
+
+
+@pytest.fixture(scope="session")
+def assets():
+    d = assets_dir()
+    if d is None:
+        pytest.skip(SHARED_REASON)
+    return d
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def pytest_report_header(config):
+    d = assets_dir()
+    return f"sparsejax assets: {d if d else 'absent (shared tests will skip)'}; " + (
+        f"OPENBLAS/threads={os.environ.get('OMP_NUM_THREADS', 'default')}"
+    )

@@ -1,0 +1,91 @@
+"""Registry, shapes, and the pure logits function that attacks take."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sparsejax import models
+from sparsejax.errors import UnknownNameError
+from tests.helpers import count_compilations
+
+SPEC_NAMES = ["lenet5-mnist", "smallcnn-mnist"] + [
+    f"resnet{d}-cifar10" for d in (20, 32, 44, 56, 110)
+]
+
+
+def test_registry_has_the_spec_names():
+    assert set(SPEC_NAMES) <= set(models.model_names())
+    with pytest.raises(UnknownNameError, match="unknown model 'resnet18-cifar10'; known: "):
+        models.get_spec("resnet18-cifar10")
+
+
+def _conv(cin, cout, bias=True):
+    return 9 * cin * cout + (cout if bias else 0)
+
+
+def _dense(nin, nout):
+    return nin * nout + nout
+
+
+def _lenet5(side):
+    return _conv(1, 32) + _conv(32, 64) + _dense((side // 4) ** 2 * 64, 200) + _dense(200, 10)
+
+
+def _resnet(n):  # conv + BN (scale, bias) per layer; option-A shortcuts have no weights
+    total, cin = _conv(3, 16, False) + 32, 16
+    for planes in (16, 32, 64):
+        for _ in range(n):
+            total += _conv(cin, planes, False) + _conv(planes, planes, False) + 4 * planes
+            cin = planes
+    return total + _dense(64, 10)
+
+
+@pytest.mark.parametrize("name", models.model_names())
+def test_logits_shape_and_parameter_count(name):
+    spec = models.get_spec(name)
+    shapes = spec.variable_shapes()
+    n_params = sum(int(np.prod(s.shape)) for s in jax.tree.leaves(shapes["params"]))
+    out = jax.eval_shape(models.create(name).logits_fn, jnp.zeros((3,) + spec.input_shape))
+    assert out.shape == (3, spec.num_classes)
+    expected = {
+        "lenet5-mnist": _lenet5(28),
+        "lenet5-digits": _lenet5(8),
+        "smallcnn-mnist": _conv(1, 32)
+        + _conv(32, 32)
+        + _conv(32, 64)
+        + _conv(64, 64)
+        + _dense(1024, 200)
+        + _dense(200, 200)
+        + _dense(200, 10),
+    }
+    expected.update({f"resnet{d}-cifar10": _resnet((d - 2) // 6) for d in (20, 32, 44, 56, 110)})
+    # ResNet-20/32/44/56/110 give 0.27M/0.46M/0.66M/0.85M/1.7M, as He et al. Table 6.
+    assert n_params == expected[name]
+
+
+def test_new_weights_do_not_recompile():
+    a, b = models.create("lenet5-digits", seed=0), models.create("lenet5-digits", seed=1)
+    f = jax.jit(lambda fn, x: fn(x))
+    x = jnp.ones((2, 8, 8, 1))
+    ya = f(a.logits_fn, x)
+    with count_compilations() as c:
+        yb = f(b.logits_fn, x)
+    assert c["n"] == 0
+    assert not np.allclose(ya, yb)
+
+
+def test_normalization_is_inside_the_model():
+    m = models.create("resnet20-cifar10")
+    assert m.bounds == (0.0, 1.0)
+    x = jnp.full((1, 32, 32, 3), 0.5)
+    # Shifting the input by one std in channel 0 is not the identity: the model normalizes.
+    assert not np.allclose(m.logits_fn(x), m.logits_fn(x.at[..., 0].add(0.229)))
+
+
+def test_predict_pads_the_last_batch():
+    m = models.create("lenet5-digits")
+    x = np.random.default_rng(0).uniform(0, 1, (7, 8, 8, 1)).astype(np.float32)
+    np.testing.assert_allclose(m.predict(x, batch_size=3), np.asarray(m.logits_fn(x)), atol=1e-5)
