@@ -8,7 +8,7 @@ PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c const
 BASE := $(VENV)/.installed-base
 DEV := $(VENV)/.installed-dev
 
-.PHONY: setup demo test test-fast lint clean
+.PHONY: setup demo test test-fast lint clean fashion-mnist
 
 $(BASE): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "sparsejax needs Python >= 3.11"'
@@ -37,6 +37,14 @@ test-fast: $(DEV)
 
 lint: $(DEV)
 	$(BIN)/ruff check sparsejax tests
+
+# Optional real data: Debian's Fashion-MNIST (train + test IDX) under /usr/share/datasets.
+fashion-mnist:
+	@if [ -d /usr/share/datasets/fashion-mnist ]; then echo "fashion-mnist: present"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  timeout 300 apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 \
+	  && echo "fashion-mnist: installed" || echo "fashion-mnist: could not install (tests skip)"; \
+	else echo "fashion-mnist: not installed and no root apt-get (tests skip)"; fi
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
