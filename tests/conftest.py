@@ -37,3 +37,22 @@ def pytest_report_header(config):
     return f"sparsejax assets: {d if d else 'absent (shared tests will skip)'}; " + (
         f"OPENBLAS/threads={os.environ.get('OMP_NUM_THREADS', 'default')}"
     )
+
+
+@pytest.fixture(scope="session")
+def digits_model():
+    """A LeNet-5 trained for a few epochs on the real 8x8 digits (about 97% test accuracy)."""
+    from sparsejax import data, train
+
+    tr = data.load_dataset("digits", split="train")
+    model, _ = train.train_classifier(
+        "lenet5-digits", tr, train.TrainConfig(epochs=8, seed=0), progress=False
+    )
+    return model
+
+
+@pytest.fixture(scope="session")
+def digits_test():
+    from sparsejax import data
+
+    return data.load_dataset("digits")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import flax.linen as nn
 
-from sparsejax.models.common import PAD1, normalize
+from sparsejax.models.common import PAD1, Conv, normalize
 
 
 class LeNet5(nn.Module):
@@ -27,9 +27,9 @@ class LeNet5(nn.Module):
     @nn.compact
     def __call__(self, x):  # x: float32[B, H, W, 1] in [0, 1]
         x = normalize(x, self.mean, self.std)
-        x = nn.relu(nn.Conv(32, (3, 3), padding=PAD1, name="conv1")(x))
+        x = nn.relu(Conv(32, (3, 3), padding=PAD1, name="conv1")(x))
         x = nn.max_pool(x, (2, 2), strides=(2, 2))
-        x = nn.relu(nn.Conv(64, (3, 3), padding=PAD1, name="conv2")(x))
+        x = nn.relu(Conv(64, (3, 3), padding=PAD1, name="conv2")(x))
         x = nn.max_pool(x, (2, 2), strides=(2, 2))
         x = x.reshape(x.shape[0], -1)  # [B, H/4 * W/4 * 64], NHWC order
         x = nn.relu(nn.Dense(200, name="linear1")(x))

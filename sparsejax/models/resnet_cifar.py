@@ -11,7 +11,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from sparsejax.models.common import PAD1, normalize
+from sparsejax.models.common import PAD1, Conv, normalize
 
 # The normalization of the pytorch_resnet_cifar10 checkpoints (Idelbayev).
 CIFAR_MEAN = (0.485, 0.456, 0.406)
@@ -28,7 +28,7 @@ class BasicBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x):  # x: [B, H, W, C_in]
-        out = nn.Conv(
+        out = Conv(
             self.planes,
             (3, 3),
             (self.stride, self.stride),
@@ -37,7 +37,7 @@ class BasicBlock(nn.Module):
             name="conv1",
         )(x)
         out = nn.relu(_bn("bn1")(out))
-        out = nn.Conv(self.planes, (3, 3), padding=PAD1, use_bias=False, name="conv2")(out)
+        out = Conv(self.planes, (3, 3), padding=PAD1, use_bias=False, name="conv2")(out)
         out = _bn("bn2")(out)
         shortcut = x
         if self.stride != 1 or x.shape[-1] != self.planes:
@@ -58,7 +58,7 @@ class CifarResNet(nn.Module):
     @nn.compact
     def __call__(self, x):  # x: float32[B, 32, 32, 3] in [0, 1]
         x = normalize(x, self.mean, self.std)
-        x = nn.Conv(16, (3, 3), padding=PAD1, use_bias=False, name="conv1")(x)
+        x = Conv(16, (3, 3), padding=PAD1, use_bias=False, name="conv1")(x)
         x = nn.relu(_bn("bn1")(x))
         for stage, planes in enumerate((16, 32, 64), start=1):
             for i in range(self.blocks_per_stage):

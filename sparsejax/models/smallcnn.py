@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import flax.linen as nn
 
-from sparsejax.models.common import normalize
+from sparsejax.models.common import VALID, Conv, normalize
 
 
 class SmallCNN(nn.Module):
@@ -20,7 +20,7 @@ class SmallCNN(nn.Module):
     @nn.compact
     def __call__(self, x):  # x: float32[B, 28, 28, 1] in [0, 1]
         x = normalize(x, self.mean, self.std)
-        conv = lambda c, name: nn.Conv(c, (3, 3), padding="VALID", name=name)
+        conv = lambda c, name: Conv(c, (3, 3), padding=VALID, name=name)
         x = nn.relu(conv(32, "feature_extractor.conv1")(x))
         x = nn.relu(conv(32, "feature_extractor.conv2")(x))
         x = nn.max_pool(x, (2, 2), strides=(2, 2))

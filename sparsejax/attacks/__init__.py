@@ -1,0 +1,28 @@
+"""Attacks: pure functions for one example, batched entry points, configs as pytrees."""
+
+from sparsejax.attacks.common import AttackResult, Status, default_slots
+from sparsejax.attacks.deepfool import DeepFoolConfig, DeepFoolResult, deepfool
+from sparsejax.attacks.linear_solver import SolverResult, linear_solver
+from sparsejax.attacks.sparsefool import (
+    SparseFoolConfig,
+    SparseFoolOutput,
+    perceptibility_box,
+    sparsefool,
+    sparsefool_batch,
+)
+
+__all__ = [
+    "AttackResult",
+    "DeepFoolConfig",
+    "DeepFoolResult",
+    "SolverResult",
+    "SparseFoolConfig",
+    "SparseFoolOutput",
+    "Status",
+    "deepfool",
+    "default_slots",
+    "linear_solver",
+    "perceptibility_box",
+    "sparsefool",
+    "sparsefool_batch",
+]

@@ -1,0 +1,228 @@
+"""ℓ2 DeepFool (Moosavi-Dezfooli et al., CVPR 2016) as SparseFool uses it (§3.2).
+
+For one example, returns the boundary point x_B = x + r_tot and the unit normal of
+SparseFool's Eq. (6), w = ∇f_{k(x_B)}(x_B) - ∇f_{k(x)}(x_B). The variant follows the released
+SparseFool ``deepfool.py`` (LTS4/SparseFool):
+
+- candidate classes: the top ``num_candidates`` logits at the start point (default 10),
+  fixed for the call; the source class is the true label;
+- each step linearizes at the un-overshot point x + r_tot, moves to the closest linearized
+  boundary, r_i = max(|f_k| / ||w_k||, 1e-4) · w_k / ||w_k|| (``clamp(min=1e-4)``), and checks
+  the class at the overshot point x + (1 + overshoot) · r_tot;
+- at most ``max_iter`` = 50 steps; the normal is taken at the un-overshot point and scaled
+  to unit ℓ2 norm.
+
+Where the released code would divide by zero (DeepFool never flips, so the normal is the
+gradient of f_label - f_label = 0) this returns the normal towards the last chosen
+candidate class instead, and ``flipped = False``; a zero or non-finite normal is returned
+as zeros, and callers treat it as a failure. Nothing is NaN.
+
+Targeted variant (SparseFool §3.3, "approximating the decision boundary of a specific
+category"): the boundary is the one between the target t and the strongest other class c
+at the current point (c = argmax_{j != t} f_j), the step moves to f_t = f_c, the check is
+argmax == t, and the normal is ∇(f_t - f_c) at x_B.
+
+The algorithm is split into :func:`deepfool_init`, :func:`deepfool_step` (one linearization:
+1 forward + ``num_rows`` backward passes, then 1 forward for the check) and
+:func:`deepfool_normal` (1 forward + 1 backward), so that SparseFool can interleave it with
+its own steps; :func:`deepfool` runs the whole thing for one example.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from sparsejax.attacks.common import check_number, l2, logits_and_rows, single_logits
+from sparsejax.errors import SparsejaxError
+
+NEG_INF = -jnp.inf
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class DeepFoolConfig:
+    """DeepFool settings (SparseFool's released defaults).
+
+    Attributes:
+      overshoot: the check is made at x + (1 + overshoot) r_tot (traced).
+      min_step: smallest step length, ``clamp(pert, min=1e-4)`` (traced).
+      num_candidates: classes considered, the top-k logits at the start (static).
+      max_iter: step cap (static).
+    """
+
+    overshoot: float = 0.02
+    min_step: float = 1e-4
+    num_candidates: int = dataclasses.field(default=10, metadata=dict(static=True))
+    max_iter: int = dataclasses.field(default=50, metadata=dict(static=True))
+
+    def validate(self) -> None:
+        if self.num_candidates < 2:
+            raise SparsejaxError(f"deepfool num_candidates must be >= 2, got {self.num_candidates}")
+        if self.max_iter < 1:
+            raise SparsejaxError(f"deepfool max_iter must be >= 1, got {self.max_iter}")
+        check_number("deepfool overshoot", self.overshoot, lo=0.0)
+        check_number("deepfool min_step", self.min_step, lo=0.0)
+
+
+class DeepFoolState(NamedTuple):
+    r_tot: jax.Array  # float32[H, W, C]; the current point is x + r_tot
+    it: jax.Array  # int32 steps taken
+    candidates: jax.Array  # int32[k - 1] candidate classes, fixed at the first step
+    last_class: jax.Array  # int32 class of the last step's closest boundary
+    check_class: jax.Array  # int32 argmax at the overshot point (-1 before the first step)
+    stalled: jax.Array  # bool: no usable direction (all candidate gradients equal)
+
+
+class DeepFoolResult(NamedTuple):
+    r_tot: jax.Array  # float32[H, W, C]; the boundary point is x + r_tot
+    normal: jax.Array  # float32[H, W, C], unit ℓ2 norm (zeros if degenerate), Eq. (6)
+    adv_class: jax.Array  # int32 class at the overshot point (or the fallback class)
+    iterations: jax.Array  # int32
+    flipped: jax.Array  # bool: crossed (untargeted) / reached the target
+    forwards: jax.Array  # int32 forward passes
+    backwards: jax.Array  # int32 backward (VJP) passes
+
+
+def num_classes_of(logits_fn, x) -> int:
+    """K, read from the output shape at trace time (never a constant)."""
+    return jax.eval_shape(logits_fn, jax.ShapeDtypeStruct((1,) + x.shape, x.dtype)).shape[-1]
+
+
+def num_rows(config: DeepFoolConfig, num_classes: int, targeted: bool) -> int:
+    """Backward passes per step: the source row plus the candidate rows."""
+    return 2 if targeted else min(config.num_candidates, num_classes)
+
+
+def _source_class(logits, label, target):
+    if target is None:
+        return label
+    return jnp.argmax(jnp.where(jnp.arange(logits.shape[0]) == target, NEG_INF, logits))
+
+
+def deepfool_init(x, label, config: DeepFoolConfig, num_classes: int, targeted: bool):
+    k = num_rows(config, num_classes, targeted)
+    return DeepFoolState(
+        r_tot=jnp.zeros_like(x),
+        it=jnp.int32(0),
+        candidates=jnp.zeros((k - 1,), jnp.int32),
+        last_class=jnp.asarray(label, jnp.int32),
+        check_class=jnp.int32(-1),
+        stalled=jnp.bool_(False),
+    )
+
+
+def deepfool_finished(s: DeepFoolState, label, config: DeepFoolConfig, target=None):
+    """Crossed (or reached the target), stalled, or out of steps."""
+    crossed = (
+        (s.check_class == target)
+        if target is not None
+        else ((s.check_class != label) & (s.check_class >= 0))
+    )
+    return crossed | s.stalled | (s.it >= config.max_iter)
+
+
+def deepfool_step(logits_fn, x, label, config: DeepFoolConfig, s: DeepFoolState, target=None):
+    """One DeepFool step from x + r_tot. Cost: 2 forwards + ``num_rows`` backwards."""
+    num_classes = num_classes_of(logits_fn, x)
+    targeted = target is not None
+    k = num_rows(config, num_classes, targeted)
+    classes = jnp.arange(num_classes)
+
+    def rows(logits):  # [k, K] one-hot cotangents: source class first, then candidates
+        src = _source_class(logits, label, target)
+        if targeted:
+            cand = jnp.asarray(target, jnp.int32)[None]
+        else:
+            top = jax.lax.top_k(jnp.where(classes == label, NEG_INF, logits), k - 1)[1]
+            cand = jnp.where(s.it == 0, top.astype(jnp.int32), s.candidates)
+        return jax.nn.one_hot(
+            jnp.concatenate([jnp.asarray(src, jnp.int32)[None], cand]), num_classes
+        )
+
+    logits, cot, grads = logits_and_rows(logits_fn, x + s.r_tot, rows)
+    cand = jnp.argmax(cot[1:], axis=-1).astype(jnp.int32)  # [k - 1]
+    f_k = (cot[1:] - cot[:1]) @ logits  # f_cand - f_src, [k - 1]
+    w_k = grads[1:] - grads[:1]  # [k - 1, H, W, C]
+    norms = jax.vmap(l2)(w_k)  # [k - 1]
+    safe = jnp.where(norms > 0, norms, 1.0)
+    pert_k = jnp.where(norms > 0, jnp.abs(f_k) / safe, jnp.inf)
+    j = jnp.argmin(pert_k)  # the closest linearized boundary
+    ok = jnp.isfinite(pert_k[j])
+    r_i = jnp.where(ok, jnp.maximum(pert_k[j], config.min_step) / safe[j], 0.0) * w_k[j]
+    r_tot = s.r_tot + r_i
+    check = jnp.argmax(single_logits(logits_fn, x + (1 + config.overshoot) * r_tot))
+    return DeepFoolState(
+        r_tot=r_tot,
+        it=s.it + 1,
+        candidates=s.candidates if targeted else cand,
+        last_class=cand[j],
+        check_class=check.astype(jnp.int32),
+        stalled=~ok,
+    )
+
+
+def deepfool_normal(logits_fn, x, label, s: DeepFoolState, target=None):
+    """Eq. (6) at x_B = x + r_tot, unit ℓ2 norm (zeros if degenerate), and k(x_B).
+
+    Cost: 1 forward + 1 backward (the gradient of the difference of two logits).
+    """
+    num_classes = num_classes_of(logits_fn, x)
+    crossed = (
+        (s.check_class == target)
+        if target is not None
+        else ((s.check_class != label) & (s.check_class >= 0))
+    )
+    adv_class = jnp.where(crossed, s.check_class, s.last_class)
+
+    def normal_row(logits):
+        src = _source_class(logits, label, target)
+        return (jax.nn.one_hot(adv_class, num_classes) - jax.nn.one_hot(src, num_classes))[None]
+
+    _, _, g = logits_and_rows(logits_fn, x + s.r_tot, normal_row)
+    norm = l2(g[0])
+    good = jnp.isfinite(norm) & (norm > 0)
+    return jnp.where(good, g[0] / jnp.where(good, norm, 1.0), 0.0), adv_class, crossed
+
+
+def deepfool(
+    logits_fn,
+    x: jax.Array,
+    label: jax.Array,
+    config: DeepFoolConfig = DeepFoolConfig(),
+    target: jax.Array | None = None,
+) -> DeepFoolResult:
+    """ℓ2 DeepFool from one point, returning SparseFool's boundary point and normal.
+
+    Args:
+      logits_fn: ``float32[B, H, W, C] -> float32[B, K]``.
+      x: float32[H, W, C] start point (SparseFool's current iterate).
+      label: int32 true class (the source class of the untargeted attack).
+      config: DeepFoolConfig.
+      target: int32 target class for the targeted variant, or None.
+
+    Returns:
+      DeepFoolResult. Cost: per step 2 forwards + ``num_rows`` backwards, plus 1 forward and
+      1 backward for the normal.
+    """
+    label = jnp.asarray(label, jnp.int32)
+    num_classes = num_classes_of(logits_fn, x)
+    k = num_rows(config, num_classes, target is not None)
+    s = jax.lax.while_loop(
+        lambda s: ~deepfool_finished(s, label, config, target),
+        lambda s: deepfool_step(logits_fn, x, label, config, s, target),
+        deepfool_init(x, label, config, num_classes, target is not None),
+    )
+    normal, adv_class, crossed = deepfool_normal(logits_fn, x, label, s, target)
+    return DeepFoolResult(
+        r_tot=s.r_tot,
+        normal=normal,
+        adv_class=adv_class.astype(jnp.int32),
+        iterations=s.it,
+        flipped=crossed,
+        forwards=2 * s.it + 1,
+        backwards=k * s.it + 1,
+    )

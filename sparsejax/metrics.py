@@ -1,0 +1,91 @@
+"""Perturbation sizes in named units, success criteria and Table-1 style summaries.
+
+ℓ0 is reported both ways (SPEC §1): ``l0_pixels`` counts the (h, w) positions where any
+channel changed (SparseFool's "perturbation %" is l0_pixels / (H·W)); ``l0_elements`` counts
+changed channel values (Lin et al., SAPF, foolbox, adv_lib). On RGB they differ by up to 3×.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import jax.numpy as jnp
+import numpy as np
+
+
+def changed(x_adv, x):
+    """bool[..., H, W, C]: which values differ (exactly: no tolerance, ℓ0 is a count)."""
+    return x_adv != x
+
+
+def l0_pixels(x_adv, x):
+    """int32[...]: number of (h, w) positions where any channel changed."""
+    return jnp.sum(jnp.any(changed(x_adv, x), axis=-1), axis=(-2, -1), dtype=jnp.int32)
+
+
+def l0_elements(x_adv, x):
+    """int32[...]: number of changed channel values."""
+    return jnp.sum(changed(x_adv, x), axis=(-3, -2, -1), dtype=jnp.int32)
+
+
+def lp_norms(x_adv, x) -> dict[str, jnp.ndarray]:
+    """ℓ1, ℓ2, ℓ∞ of the perturbation, per example (pixel units, [0, 1] scale)."""
+    r = (x_adv - x).astype(jnp.float32)
+    axes = (-3, -2, -1)
+    return {
+        "l1": jnp.sum(jnp.abs(r), axis=axes),
+        "l2": jnp.sqrt(jnp.sum(r * r, axis=axes)),
+        "linf": jnp.max(jnp.abs(r), axis=axes),
+    }
+
+
+def is_adversarial(pred, label, target=None):
+    """Untargeted: pred != label. Targeted: pred == target (SPEC §1)."""
+    if target is None:
+        return pred != label
+    return pred == target
+
+
+def summarize(
+    success: np.ndarray,
+    clean_correct: np.ndarray,
+    l0_pixels: np.ndarray,
+    l0_elements: np.ndarray,
+    image_shape: tuple[int, int, int],
+    extra: Mapping[str, np.ndarray] | None = None,
+) -> dict:
+    """Summary in the units of SparseFool Table 1 (and both ℓ0 units).
+
+    The success rate is over correctly classified inputs; medians are over successful
+    examples among them (an already-misclassified input is not a success of the attack).
+    """
+    success = np.asarray(success, bool)
+    clean_correct = np.asarray(clean_correct, bool)
+    ok = success & clean_correct
+    h, w, c = image_shape
+    n_attacked = int(clean_correct.sum())
+    out = {
+        "n_attacked": n_attacked,
+        "n_success": int(ok.sum()),
+        "success_rate": float(ok.sum() / n_attacked) if n_attacked else float("nan"),
+    }
+
+    def med(a):
+        a = np.asarray(a)[ok]
+        return float(np.median(a)) if a.size else None
+
+    def mean(a):
+        a = np.asarray(a)[ok]
+        return float(np.mean(a)) if a.size else None
+
+    out["median_l0_pixels"] = med(l0_pixels)
+    mp = out["median_l0_pixels"]
+    out["median_l0_pixels_pct"] = None if mp is None else 100.0 * mp / (h * w)
+    out["median_l0_elements"] = med(l0_elements)
+    me = out["median_l0_elements"]
+    out["median_l0_elements_pct"] = None if me is None else 100.0 * me / (h * w * c)
+    out["mean_l0_pixels"] = mean(l0_pixels)
+    out["mean_l0_elements"] = mean(l0_elements)
+    for k, v in (extra or {}).items():
+        out[f"mean_{k}"] = mean(v)
+    return out
