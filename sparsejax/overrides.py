@@ -43,28 +43,45 @@ def _parse(value: str, typ, where: str):
     raise SparsejaxError(f"{where}: cannot be set from the command line")
 
 
-def apply_overrides(config, assignments: list[str] | None):
+def _fields(config):
+    cls = type(config)
+    return cls, typing.get_type_hints(cls), {f.name: f for f in dataclasses.fields(cls)}
+
+
+def _set(config, path: list[str], value: str, item: str, forbidden: tuple[str, ...]):
+    cls, hints, fields = _fields(config)
+    key = path[0]
+    if key not in fields:
+        raise UnknownNameError(
+            f"--set {item!r}: {cls.__name__} has no field {key!r}; "
+            f"fields: {', '.join(sorted(fields))}"
+        )
+    if key in forbidden:
+        raise SparsejaxError(f"--set {item!r}: {key} is set by its own option, not --set")
+    current = getattr(config, key)
+    if len(path) > 1:
+        if not dataclasses.is_dataclass(current):
+            raise SparsejaxError(f"--set {item!r}: {key} has no sub-fields")
+        return dataclasses.replace(config, **{key: _set(current, path[1:], value, item, ())})
+    if dataclasses.is_dataclass(current):
+        raise SparsejaxError(f"--set {item!r}: set the sub-fields of {key}, e.g. {key}.NAME=V")
+    return dataclasses.replace(config, **{key: _parse(value, hints[key], f"--set {item!r}")})
+
+
+def apply_overrides(config, assignments: list[str] | None, forbidden: tuple[str, ...] = ()):
     """Returns ``config`` with ``KEY=VALUE`` assignments applied (types from the fields).
 
-    Raises a one-line :class:`SparsejaxError` naming the assignment for a malformed item, an
-    unknown field or a value of the wrong type. Range checks belong to the config's own
-    ``validate()``, which the caller runs afterwards.
+    Nested configs take dotted keys (``deepfool.max_iter=30``). Raises a one-line
+    :class:`SparsejaxError` naming the assignment for a malformed item, an unknown or
+    ``forbidden`` field, or a value of the wrong type. Range checks belong to the config's
+    own ``validate()``, which the caller runs afterwards.
     """
-    if not assignments:
-        return config
-    cls = type(config)
-    hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls)}
-    changes = {}
-    for item in assignments:
+    for item in assignments or []:
         if "=" not in item:
             raise SparsejaxError(f"--set {item!r}: expected KEY=VALUE")
         key, value = item.split("=", 1)
-        key = key.strip()
-        if key not in fields:
-            raise UnknownNameError(
-                f"--set {item!r}: {cls.__name__} has no field {key!r}; "
-                f"fields: {', '.join(sorted(fields))}"
-            )
-        changes[key] = _parse(value.strip(), hints[key], f"--set {item!r}")
-    return dataclasses.replace(config, **changes)
+        path = key.strip().split(".")
+        if not all(path):
+            raise SparsejaxError(f"--set {item!r}: malformed key {key!r}")
+        config = _set(config, path, value.strip(), item, forbidden)
+    return config

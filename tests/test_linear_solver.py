@@ -14,9 +14,10 @@ SHAPES = [(8, 8, 1), (4, 4, 3), (6, 5, 3)]
 N_PROBLEMS = 80  # per shape: 240 random planes and boxes in all
 
 
-def _problems(shape, n, seed):
+def _problems(shape, n, seed, positive_every=0):
     """Random start points inside random boxes and planes with the start on the negative side
-    (what SparseFool produces), at distances from "a few coordinates" to "unreachable"."""
+    (what SparseFool produces), at distances from "a few coordinates" to "unreachable";
+    every ``positive_every``-th problem starts on the positive side instead."""
     rng = np.random.default_rng(seed)
     out = []
     for i in range(n):
@@ -29,14 +30,16 @@ def _problems(shape, n, seed):
             w[rng.uniform(size=shape) < 0.3] = 0.0  # some coordinates unusable
         w /= np.linalg.norm(w)
         dist = rng.choice([0.01, 0.1, 0.5, 2.0, 50.0])  # 50: beyond the box, unreachable
-        p = (x + dist * w).astype(np.float32)  # w.(x - p) = -dist < 0
+        side = -1.0 if positive_every and i % positive_every == 3 else 1.0
+        p = (x + side * dist * w).astype(np.float32)  # w.(x - p) = -side * dist
         out.append((x, w, p, lb, ub))
     return [np.stack(a) for a in zip(*out, strict=True)]
 
 
 @pytest.mark.parametrize("shape", SHAPES)
 def test_parity_with_numpy_port(shape):
-    x, w, p, lb, ub = _problems(shape, N_PROBLEMS, seed=hash(shape) % 1000)
+    # One problem in five starts on the positive side, where both saturate every coordinate.
+    x, w, p, lb, ub = _problems(shape, N_PROBLEMS, seed=sum(shape), positive_every=5)
     res = jax.jit(jax.vmap(linear_solver))(x, w, p, lb, ub)
     got_x, got_it = np.asarray(res.x), np.asarray(res.iterations)
     reached = 0
@@ -73,13 +76,15 @@ def test_solution_properties():
         assert res.iterations[i] == np.count_nonzero(wi)
 
 
-def test_start_on_positive_side_or_degenerate_plane_moves_nothing():
+def test_positive_side_saturates_like_the_released_code_and_degenerate_planes_do_nothing():
     x = jnp.full((3, 3, 1), 0.5)
-    w = jnp.ones((3, 3, 1)) / 3.0
+    w = (jnp.arange(9.0) - 4.0).reshape(3, 3, 1)
+    w = w / jnp.linalg.norm(w)
     lb, ub = jnp.zeros_like(x), jnp.ones_like(x)
-    pos = linear_solver(x, w, x - 0.1 * w, lb, ub)  # w.(x - p) > 0
-    assert int(pos.iterations) == 0 and bool(pos.reached)
-    np.testing.assert_array_equal(pos.x, x)
+    pos = linear_solver(x, w, x - 0.1 * w, lb, ub)  # w.(x - p) > 0: steps only increase it
+    assert int(pos.iterations) == 8 and not bool(pos.reached)  # every w != 0 coordinate moved
+    moved = np.sign(np.asarray(pos.x - x))
+    np.testing.assert_array_equal(moved, np.sign(np.asarray(w)))  # along +sign(w), as released
     for bad in (jnp.zeros_like(w), jnp.full_like(w, jnp.nan)):
         r = linear_solver(x, bad, x + 0.1, lb, ub)
         assert int(r.iterations) == 0 and not bool(r.reached)

@@ -89,3 +89,33 @@ def test_predict_pads_the_last_batch():
     m = models.create("lenet5-digits")
     x = np.random.default_rng(0).uniform(0, 1, (7, 8, 8, 1)).astype(np.float32)
     np.testing.assert_allclose(m.predict(x, batch_size=3), np.asarray(m.logits_fn(x)), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "stride,padding,size",
+    [
+        ((1, 1), ((1, 1), (1, 1)), (9, 9)),
+        ((2, 2), ((1, 1), (1, 1)), (8, 8)),
+        ((2, 2), ((1, 1), (1, 1)), (9, 7)),
+        ((1, 1), ((0, 0), (0, 0)), (7, 6)),
+        ((2, 1), ((0, 0), (1, 1)), (10, 5)),
+    ],
+)
+def test_conv2d_gradients_equal_jax_rule(stride, padding, size):
+    """The custom VJP (canonical layouts, fast inside loops) computes JAX's own gradients."""
+    from jax import lax
+
+    from sparsejax.models.common import conv2d
+
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(3, *size, 4)).astype(np.float32))
+    k = jnp.asarray(rng.normal(size=(3, 3, 4, 5)).astype(np.float32))
+    ref = lambda x, k: lax.conv_general_dilated(
+        x, k, stride, padding, dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+    out, vjp = jax.vjp(lambda x, k: conv2d(x, k, stride, padding), x, k)
+    out_ref, vjp_ref = jax.vjp(ref, x, k)
+    np.testing.assert_allclose(out, out_ref, rtol=1e-6, atol=1e-6)
+    g = jnp.asarray(rng.normal(size=out.shape).astype(np.float32))
+    for a, b in zip(vjp(g), vjp_ref(g), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)

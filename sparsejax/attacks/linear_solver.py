@@ -17,11 +17,14 @@ Choices the paper leaves open follow the released code (LTS4/SparseFool ``linear
 - a coordinate is used up even when the box clipped its move away;
 - coordinates with w_d = 0 are never moved; ties in |w_d| go to the first index.
 
-One departure, for safety: the released loop assumes the start lies on the negative side
-(w^T (x - x_B) < 0, the case SparseFool produces). From the positive side it would move
-every coordinate further away. Here a start on the positive side returns x unchanged
-(0 iterations), and a zero or non-finite normal returns x unchanged with
-``reached = False``.
+Like Algorithm 1 and the released code, every step moves along +sign(w_d), i.e. it
+increases w^T x, and the loop runs while w^T (x - x_B) keeps the sign it started with. From
+the negative side (the normal case in SparseFool) that reaches the plane. From the positive
+side, which happens on models whose gradients mislead DeepFool (the PGD-trained LeNet-5
+here), it saturates every usable coordinate, exactly as the released code does: an
+earlier version of this port returned x unchanged there instead, and SparseFool then
+stalled until max_iter on examples the released code fools. A non-finite plane moves
+nothing (``reached = False``).
 """
 
 from __future__ import annotations
@@ -63,31 +66,34 @@ def linear_solver(
       normal: float32[H, W, C] plane normal w.
       boundary_point: float32[H, W, C] a point x_B of the plane.
       lower, upper: float32[H, W, C] box (the projection operator Q).
-      margin: how far past the plane a step aims, in units of w^T x.
+      margin: how far past the plane a step aims, in units of w^T x (the released beta).
       min_step: smallest step along a coordinate.
 
     Returns:
-      SolverResult with the new point, the number of coordinates moved and whether the
-      plane was reached (False when every usable coordinate saturated first).
+      SolverResult with the new point, the number of coordinates moved and whether
+      w^T (x - x_B) changed sign (False when every usable coordinate saturated first).
     """
     shape = x.shape
     w = normal.ravel()
     p = boundary_point.ravel()
     lo, hi = lower.ravel(), upper.ravel()
     abs_w = jnp.abs(w)
+    x_flat = x.ravel()
+    f0 = vdot(w, x_flat - p)
+    s0 = jnp.sign(f0)  # sign_true; NaN for a non-finite plane, and NaN == NaN is False
+    beta = margin * s0
 
     def cond(s: _State):
-        return (s.f < 0) & jnp.any(s.available)
+        return (jnp.sign(s.f) == s0) & jnp.any(s.available)
 
     def body(s: _State) -> _State:
         d = jnp.argmax(jnp.where(s.available, abs_w, -1.0))  # Eq. (5)
-        step = jnp.maximum((margin - s.f) / abs_w[d], min_step)  # Eq. (4), |w^T(x-x_B) + beta|
+        step = jnp.maximum(jnp.abs(s.f + beta) / abs_w[d], min_step)  # Eq. (4)
         x_d = jnp.clip(s.x[d] + step * jnp.sign(w[d]), lo[d], hi[d])  # Q: box projection
         x_new = s.x.at[d].set(x_d)
         return _State(x_new, s.available.at[d].set(False), vdot(w, x_new - p), s.it + 1)
 
-    x_flat = x.ravel()
-    init = _State(x_flat, abs_w > 0, vdot(w, x_flat - p), jnp.int32(0))
+    init = _State(x_flat, abs_w > 0, f0, jnp.int32(0))
     out = jax.lax.while_loop(cond, body, init)
-    reached = (out.f >= 0) & jnp.any(abs_w > 0)  # a zero normal defines no plane
+    reached = (jnp.sign(out.f) != s0) & jnp.isfinite(out.f)
     return SolverResult(out.x.reshape(shape), out.it, reached)

@@ -7,8 +7,9 @@ XLA:CPU does not canonicalize there and runs on a slow generic path: 6-10x slowe
 the same gradient outside a loop (measured on ResNet-20; jax-ml/jax#12868, "Convolution
 is significantly slower inside a loop body (CPU)"). Attacks run their model gradients
 inside loops, so :func:`conv2d` defines its VJP with the input-gradient written as an
-ordinary NHWC/HWIO convolution of the flipped, transposed kernel. The values are the same
-as JAX's own rule (the tests compare them); only the layout XLA sees changes.
+ordinary NHWC/HWIO convolution of the flipped, transposed kernel, and the kernel-gradient
+as an ordinary convolution too (training runs in a ``scan``). The values are those of
+JAX's own rule (the tests compare them); only the layouts XLA sees change.
 """
 
 from __future__ import annotations
@@ -63,11 +64,18 @@ def _conv2d_bwd(strides, padding, res, g):
     gx = lax.conv_general_dilated(
         g, flipped, (1, 1), pad, lhs_dilation=strides, dimension_numbers=_DN
     )
-    _, kernel_vjp = jax.vjp(
-        lambda k_: lax.conv_general_dilated(x, k_, strides, padding, dimension_numbers=_DN),
-        kernel,
-    )
-    return gx, kernel_vjp(g)[0]
+    # dK[i, j, c, o] = sum_{b, h, w} x_pad[b, h*s + i, w*s + j, c] g[b, h, w, o]: a
+    # convolution of x (channels as batch, images as features) with g as an HWIO kernel
+    # dilated by the stride; rows that the forward pass never reached are sliced off.
+    gk = lax.conv_general_dilated(
+        x.transpose(3, 1, 2, 0),
+        g.transpose(1, 2, 0, 3),
+        (1, 1),
+        padding,
+        rhs_dilation=strides,
+        dimension_numbers=_DN,
+    )[:, :kh, :kw, :]
+    return gx, gk.transpose(1, 2, 0, 3)
 
 
 conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)

@@ -1,0 +1,166 @@
+"""`sparsejax attack`: validation before compilation, result files, resumption."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from sparsejax import cli
+from sparsejax.models import checkpoint
+from tests.helpers import count_compilations
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory, digits_model):
+    p = tmp_path_factory.mktemp("w") / "digits.msgpack"
+    checkpoint.save(p, digits_model.name, digits_model.variables)
+    return p
+
+
+def _argv(ckpt, out, *extra):
+    return [
+        "attack",
+        "--attack",
+        "sparsefool",
+        "--model",
+        "lenet5-digits",
+        "--weights",
+        str(ckpt),
+        "--dataset",
+        "digits",
+        "--n",
+        "12",
+        "--batch-size",
+        "5",
+        "--out",
+        str(out),
+        "--set",
+        "lambda_=1.0",
+        *extra,
+    ]
+
+
+@pytest.mark.parametrize(
+    "extra,needle",
+    [
+        (["--set", "lamda=2"], "SparseFoolConfig has no field 'lamda'"),
+        (["--set", "lambda_=big"], "expected a number, got 'big'"),
+        (["--set", "lambda_=-1"], "sparsefool lambda_ must be > 0"),
+        (["--set", "max_iter=0"], "sparsefool max_iter must be >= 1"),
+        (["--set", "deepfool.num_candidates=1"], "num_candidates must be >= 2"),
+        (["--set", "deepfool.nope=1"], "DeepFoolConfig has no field 'nope'"),
+        (["--set", "targeted=true"], "targeted is set by its own option"),
+        (["--set", "deepfool=3"], "set the sub-fields of deepfool"),
+        (["--batch-size", "0"], "--batch-size must be >= 1"),
+        (["--slots", "0"], "--slots must be >= 1"),
+    ],
+)
+def test_bad_attack_arguments_stop_before_compilation(tmp_path, capsys, ckpt, extra, needle):
+    with count_compilations() as c:
+        rc = cli.main(_argv(ckpt, tmp_path / "o", *extra))
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.startswith("sparsejax: error: ") and "\n" not in err
+    assert needle in err, err
+    assert c["n"] == 0
+
+
+def test_unknown_attack(tmp_path, capsys, ckpt):
+    argv = _argv(ckpt, tmp_path / "o")
+    argv[argv.index("sparsefool")] = "jsma"
+    assert cli.main(argv) == 2
+    assert "unknown attack 'jsma'; known: sparsefool" in capsys.readouterr().err
+
+
+def test_results_file_and_resumption(tmp_path, capsys, ckpt):
+    out = tmp_path / "run"
+    assert cli.main(_argv(ckpt, out, "--figure")) == 0
+    res = json.loads((out / "results.json").read_text())
+    for key in (
+        "attack",
+        "model",
+        "dataset",
+        "config",
+        "n",
+        "clean_accuracy",
+        "summary",
+        "examples",
+        "versions",
+    ):
+        assert key in res
+    for key in (
+        "success_rate",
+        "median_l0_pixels",
+        "median_l0_pixels_pct",
+        "median_l0_elements",
+        "mean_l2",
+        "mean_linf",
+        "time_per_sample_s",
+        "model_evals_per_sample",
+    ):
+        assert key in res["summary"]
+    assert res["n"] == 12 and len(res["examples"]) == 12 and res["complete"]
+    assert res["config"]["lambda_"] == 1.0 and res["batches_total"] == 3
+    ex = res["examples"][0]
+    assert set(ex) >= {
+        "index",
+        "label",
+        "target",
+        "clean_pred",
+        "adv_pred",
+        "success",
+        "l0_pixels",
+        "l0_elements",
+        "l1",
+        "l2",
+        "linf",
+        "iterations",
+        "status",
+    }
+    adv = np.load(out / "adversarials.npz")
+    assert adv["x_adv"].shape == (12, 8, 8, 1)
+    np.testing.assert_array_equal(adv["index"], np.arange(12))
+    # The recorded per-example numbers are those of the saved images.
+    from sparsejax import data
+
+    x = data.load_dataset("digits", n=12).x
+    np.testing.assert_array_equal(
+        [e["l0_elements"] for e in res["examples"]], (adv["x_adv"] != x).sum(axis=(1, 2, 3))
+    )
+    assert (out / "examples.png").is_file()
+
+    # An interrupted run: the last batch is missing; a rerun redoes only that batch.
+    (out / "batches" / "batch_00002.npz").unlink()
+    before = {f.name: f.stat().st_mtime_ns for f in (out / "batches").iterdir()}
+    assert cli.main(_argv(ckpt, out)) == 0
+    after = {f.name: f.stat().st_mtime_ns for f in (out / "batches").iterdir()}
+    assert after["batch_00000.npz"] == before["batch_00000.npz"]
+    assert "batch_00002.npz" in after
+    again = json.loads((out / "results.json").read_text())
+    assert [e["l0_pixels"] for e in again["examples"]] == [e["l0_pixels"] for e in res["examples"]]
+
+    # A different run into the same folder is refused, then allowed with --overwrite.
+    capsys.readouterr()
+    assert cli.main(_argv(ckpt, out, "--set", "lambda_=2.0")) == 2
+    assert "holds a different run (differs in: config)" in capsys.readouterr().err
+    assert cli.main(_argv(ckpt, out, "--set", "lambda_=2.0", "--overwrite")) == 0
+    assert json.loads((out / "results.json").read_text())["config"]["lambda_"] == 2.0
+
+
+@pytest.mark.parametrize("mode", ["least-likely", "random", "all"])
+def test_targeted_modes(tmp_path, ckpt, mode):
+    out = tmp_path / mode
+    argv = _argv(ckpt, out, "--targeted", mode, "--set", "max_iter=30")
+    argv[argv.index("--n") + 1] = "4"
+    assert cli.main(argv) == 0
+    res = json.loads((out / "results.json").read_text())
+    ex = res["examples"]
+    assert len(ex) == (4 * 9 if mode == "all" else 4)
+    for e in ex:
+        assert e["target"] is not None and e["target"] != e["label"]
+        assert e["success"] == (e["adv_pred"] == e["target"] and e["clean_pred"] == e["label"])
+    if mode == "all":
+        assert sorted({(e["index"], e["target"]) for e in ex}) == sorted(
+            (e["index"], t) for e in ex[::9] for t in range(10) if t != e["label"]
+        )
