@@ -8,7 +8,7 @@ PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c const
 BASE := $(VENV)/.installed-base
 DEV := $(VENV)/.installed-dev
 
-.PHONY: setup demo test test-fast lint clean fashion-mnist
+.PHONY: setup demo test test-fast lint clean fashion-mnist bench-setup
 
 $(BASE): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "sparsejax needs Python >= 3.11"'
@@ -37,6 +37,13 @@ test-fast: $(DEV)
 
 lint: $(DEV)
 	$(BIN)/ruff check sparsejax tests
+
+# Peers for benchmarks/ (not needed by the library or the tests). torchattacks is installed
+# without its dependencies: they would pull a torchvision that does not import beside the
+# local torch 2.13.0, and torchattacks' SparseFool does not need it.
+bench-setup: $(DEV)
+	$(PIP) scipy requests
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps torchattacks==3.5.1
 
 # Optional real data: Debian's Fashion-MNIST (train + test IDX) under /usr/share/datasets.
 fashion-mnist:

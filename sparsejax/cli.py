@@ -316,6 +316,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="examples attacked side by side inside a batch (default: per backend)",
     )
     p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="compiled calls run at the same time (default: one per CPU core)",
+    )
+    p.add_argument(
         "--targeted",
         default=None,
         choices=["least-likely", "random", "all"],
@@ -367,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        _positive(args, "n", "batch_size", "epochs", "slots")
+        _positive(args, "n", "batch_size", "epochs", "slots", "workers")
         return args.fn(args)
     except SparsejaxError as e:
         print(f"sparsejax: error: {e}", file=sys.stderr)

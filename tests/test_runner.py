@@ -55,6 +55,7 @@ def _argv(ckpt, out, *extra):
         (["--set", "deepfool=3"], "set the sub-fields of deepfool"),
         (["--batch-size", "0"], "--batch-size must be >= 1"),
         (["--slots", "0"], "--slots must be >= 1"),
+        (["--workers", "0"], "--workers must be >= 1"),
     ],
 )
 def test_bad_attack_arguments_stop_before_compilation(tmp_path, capsys, ckpt, extra, needle):
@@ -75,7 +76,7 @@ def test_unknown_attack(tmp_path, capsys, ckpt):
 
 def test_results_file_and_resumption(tmp_path, capsys, ckpt):
     out = tmp_path / "run"
-    assert cli.main(_argv(ckpt, out, "--figure")) == 0
+    assert cli.main(_argv(ckpt, out, "--figure", "--workers", "2")) == 0
     res = json.loads((out / "results.json").read_text())
     for key in (
         "attack",
@@ -102,6 +103,7 @@ def test_results_file_and_resumption(tmp_path, capsys, ckpt):
         assert key in res["summary"]
     assert res["n"] == 12 and len(res["examples"]) == 12 and res["complete"]
     assert res["config"]["lambda_"] == 1.0 and res["batches_total"] == 3
+    assert res["summary"]["workers"] == 2 and res["summary"]["attack_seconds"] > 0
     ex = res["examples"][0]
     assert set(ex) >= {
         "index",

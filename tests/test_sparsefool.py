@@ -16,6 +16,7 @@ from sparsejax.attacks import (
     perceptibility_box,
     sparsefool,
     sparsefool_batch,
+    sparsefool_sweep,
 )
 from sparsejax.errors import SparsejaxError
 from sparsejax.sweep import sweep
@@ -170,6 +171,25 @@ def test_lambda_sweep_is_one_call_and_matches_separate_runs(batch):
         np.testing.assert_allclose(swept.x_adv[j], single.x_adv, atol=1e-5)
         np.testing.assert_array_equal(swept.x_adv[j] != x, single.x_adv != x)
         np.testing.assert_array_equal(swept.iterations[j], single.iterations)
+
+
+def test_queued_sweep_matches_separate_runs(batch):
+    """sparsefool_sweep puts every (value, example) pair in one queue: same results as
+    separate runs (λ and δ swept together here), one compiled call."""
+    model, x, y = batch
+    lambdas, deltas = [1.0, 3.0], [1.0, 30 / 255]
+    swept = jax.jit(sparsefool_sweep)(
+        model.logits_fn, x, y, CFG, lambda_=jnp.asarray(lambdas), delta=jnp.asarray(deltas)
+    )
+    assert swept.x_adv.shape == (2, N, 8, 8, 1)
+    for j in range(2):
+        cfg = dataclasses.replace(CFG, lambda_=lambdas[j], delta=deltas[j])
+        single = attack(model.logits_fn, x, y, cfg)
+        np.testing.assert_allclose(swept.x_adv[j], single.x_adv, atol=1e-5)
+        np.testing.assert_array_equal(swept.iterations[j], single.iterations)
+        np.testing.assert_array_equal(swept.success[j], single.success)
+    with pytest.raises(SparsejaxError, match="cannot sweep"):
+        sparsefool_sweep(model.logits_fn, x, y, CFG, max_iter=[1, 2])
 
 
 def test_targeted_variant_reaches_the_target(batch):

@@ -9,6 +9,7 @@ from sparsejax.attacks.sparsefool import (
     perceptibility_box,
     sparsefool,
     sparsefool_batch,
+    sparsefool_sweep,
 )
 
 __all__ = [
@@ -25,4 +26,5 @@ __all__ = [
     "perceptibility_box",
     "sparsefool",
     "sparsefool_batch",
+    "sparsefool_sweep",
 ]

@@ -71,7 +71,7 @@ class DeepFoolConfig:
 class DeepFoolState(NamedTuple):
     r_tot: jax.Array  # float32[H, W, C]; the current point is x + r_tot
     it: jax.Array  # int32 steps taken
-    candidates: jax.Array  # int32[k - 1] candidate classes, fixed at the first step
+    candidates: jax.Array  # int32[c] candidate classes, fixed at the first step
     last_class: jax.Array  # int32 class of the last step's closest boundary
     check_class: jax.Array  # int32 argmax at the overshot point (-1 before the first step)
     stalled: jax.Array  # bool: no usable direction (all candidate gradients equal)
@@ -92,9 +92,16 @@ def num_classes_of(logits_fn, x) -> int:
     return jax.eval_shape(logits_fn, jax.ShapeDtypeStruct((1,) + x.shape, x.dtype)).shape[-1]
 
 
+def num_candidates(config: DeepFoolConfig, num_classes: int, targeted: bool) -> int:
+    """Classes whose boundary with the source class a step considers."""
+    return 1 if targeted else min(config.num_candidates, num_classes) - 1
+
+
 def num_rows(config: DeepFoolConfig, num_classes: int, targeted: bool) -> int:
-    """Backward passes per step: the source row plus the candidate rows."""
-    return 2 if targeted else min(config.num_candidates, num_classes)
+    """Backward passes per step: one VJP per candidate, with cotangent e_k - e_src, gives
+    w_k = ∇(f_k - f_src) directly. (The released code runs one backward pass per class,
+    the source included, and subtracts: one pass more per step for the same w_k.)"""
+    return num_candidates(config, num_classes, targeted)
 
 
 def _source_class(logits, label, target):
@@ -104,11 +111,11 @@ def _source_class(logits, label, target):
 
 
 def deepfool_init(x, label, config: DeepFoolConfig, num_classes: int, targeted: bool):
-    k = num_rows(config, num_classes, targeted)
+    c = num_candidates(config, num_classes, targeted)
     return DeepFoolState(
         r_tot=jnp.zeros_like(x),
         it=jnp.int32(0),
-        candidates=jnp.zeros((k - 1,), jnp.int32),
+        candidates=jnp.zeros((c,), jnp.int32),
         last_class=jnp.asarray(label, jnp.int32),
         check_class=jnp.int32(-1),
         stalled=jnp.bool_(False),
@@ -129,25 +136,22 @@ def deepfool_step(logits_fn, x, label, config: DeepFoolConfig, s: DeepFoolState,
     """One DeepFool step from x + r_tot. Cost: 2 forwards + ``num_rows`` backwards."""
     num_classes = num_classes_of(logits_fn, x)
     targeted = target is not None
-    k = num_rows(config, num_classes, targeted)
+    c = num_candidates(config, num_classes, targeted)
     classes = jnp.arange(num_classes)
 
-    def rows(logits):  # [k, K] one-hot cotangents: source class first, then candidates
-        src = _source_class(logits, label, target)
+    def rows(logits):  # [c, K] cotangents e_cand - e_src
+        src = jnp.asarray(_source_class(logits, label, target), jnp.int32)
         if targeted:
             cand = jnp.asarray(target, jnp.int32)[None]
         else:
-            top = jax.lax.top_k(jnp.where(classes == label, NEG_INF, logits), k - 1)[1]
+            top = jax.lax.top_k(jnp.where(classes == label, NEG_INF, logits), c)[1]
             cand = jnp.where(s.it == 0, top.astype(jnp.int32), s.candidates)
-        return jax.nn.one_hot(
-            jnp.concatenate([jnp.asarray(src, jnp.int32)[None], cand]), num_classes
-        )
+        return jax.nn.one_hot(cand, num_classes) - jax.nn.one_hot(src, num_classes)[None]
 
-    logits, cot, grads = logits_and_rows(logits_fn, x + s.r_tot, rows)
-    cand = jnp.argmax(cot[1:], axis=-1).astype(jnp.int32)  # [k - 1]
-    f_k = (cot[1:] - cot[:1]) @ logits  # f_cand - f_src, [k - 1]
-    w_k = grads[1:] - grads[:1]  # [k - 1, H, W, C]
-    norms = jax.vmap(l2)(w_k)  # [k - 1]
+    logits, cot, w_k = logits_and_rows(logits_fn, x + s.r_tot, rows)  # w_k: [c, H, W, C]
+    cand = jnp.argmax(cot, axis=-1).astype(jnp.int32)  # [c]: the +1 entry of each row
+    f_k = cot @ logits  # f_cand - f_src, [c]
+    norms = jax.vmap(l2)(w_k)  # [c]
     safe = jnp.where(norms > 0, norms, 1.0)
     pert_k = jnp.where(norms > 0, jnp.abs(f_k) / safe, jnp.inf)
     j = jnp.argmin(pert_k)  # the closest linearized boundary
