@@ -167,8 +167,10 @@ def test_lambda_sweep_is_one_call_and_matches_separate_runs(batch):
     assert swept.x_adv.shape == (3, N, 8, 8, 1)
     for j, lam in enumerate(lambdas):
         single = attack(model.logits_fn, x, y, dataclasses.replace(CFG, lambda_=lam))
-        # (vmap over λ batches the convolutions differently: float32 rounding only)
-        np.testing.assert_allclose(swept.x_adv[j], single.x_adv, atol=1e-5)
+        # vmap over λ batches the convolutions differently, so the normals differ by float32
+        # rounding, and a LinearSolver step |f + β| / |w_d| divides that rounding by a small
+        # |w_d|: values agree to 1e-4 (measured up to 2.1e-5), the path exactly.
+        np.testing.assert_allclose(swept.x_adv[j], single.x_adv, atol=1e-4)
         np.testing.assert_array_equal(swept.x_adv[j] != x, single.x_adv != x)
         np.testing.assert_array_equal(swept.iterations[j], single.iterations)
 
