@@ -18,13 +18,23 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 def test_notebook_executes(name, tmp_path, monkeypatch):
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     monkeypatch.setenv("SPARSEJAX_NOTEBOOK_N", "8")
-    monkeypatch.setenv("SPARSEJAX_ASSETS", os.environ.get("SPARSEJAX_ASSETS", str(
-        (Path(__file__).resolve().parents[2] / "shared" / "assets"))))
-    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                                     resources={"metadata": {"path": str(tmp_path)}})
+    monkeypatch.setenv(
+        "SPARSEJAX_ASSETS",
+        os.environ.get(
+            "SPARSEJAX_ASSETS", str(Path(__file__).resolve().parents[2] / "shared" / "assets")
+        ),
+    )
+    client = nbclient.NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-              if o.get("output_type") == "error"]
+    errors = [
+        o
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
     assert not errors
     assert (tmp_path / "sparsefool_examples.png").is_file()
     assert (tmp_path / "sparsefool_lambda.png").is_file()
