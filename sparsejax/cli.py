@@ -241,6 +241,7 @@ def cmd_attack(args) -> int:
         target_mode=args.targeted,
         seed=args.seed,
         overwrite=args.overwrite,
+        workers=args.workers,
     )
     print(runner.table1_row(res))
     if args.figure and res["examples"]:
@@ -299,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_eval)
 
     p = sub.add_parser("attack", help="attack a model on a dataset; writes results.json")
-    p.add_argument("--attack", required=True, help="attack name (sparsefool)")
+    p.add_argument("--attack", required=True, help="attack name (sparsefool, sparse-l0)")
     p.add_argument("--model", required=True)
     p.add_argument("--weights", required=True, help="PyTorch or sparsejax Flax checkpoint")
     _add_data_args(p)

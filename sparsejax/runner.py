@@ -55,6 +55,7 @@ class AttackSpec:
 
 
 def _attacks() -> dict[str, AttackSpec]:
+    from sparsejax.attacks.sparse_l0 import SparseL0Config, sparse_l0_batch
     from sparsejax.attacks.sparsefool import SparseFoolConfig, sparsefool_batch
 
     return {
@@ -64,6 +65,15 @@ def _attacks() -> dict[str, AttackSpec]:
             sparsefool_batch,
             "SparseFool: DeepFool linearization + box-constrained l1 LinearSolver",
             "Modas et al., CVPR 2019",
+        ),
+        "sparse-l0": AttackSpec(
+            "sparse-l0",
+            SparseL0Config,
+            sparse_l0_batch,
+            "Lin et al.: I-FGSM start, shifted-ReLU weight mask, Heaviside with a Gaussian "
+            "surrogate derivative, Omega box",
+            "Lin, Lou, Wang, Jalaian, Yuan, 'Towards Interpretable Adversarial Examples via "
+            "Sparse Adversarial Attack'",
         ),
     }
 

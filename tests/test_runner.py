@@ -56,11 +56,19 @@ def _argv(ckpt, out, *extra):
         (["--batch-size", "0"], "--batch-size must be >= 1"),
         (["--slots", "0"], "--slots must be >= 1"),
         (["--workers", "0"], "--workers must be >= 1"),
+        (["--attack", "sparse-l0", "--set", "update=alg2"], "update must be one of eq20"),
+        (["--attack", "sparse-l0", "--set", "a=0"], "sparse-l0 a must be > 0"),
+        (["--attack", "sparse-l0", "--set", "steps=ten"], "expected an integer, got 'ten'"),
+        (["--attack", "sparse-l0", "--set", "lambda_=1.0", "--set", "mu=1"], "no field 'mu'"),
     ],
 )
 def test_bad_attack_arguments_stop_before_compilation(tmp_path, capsys, ckpt, extra, needle):
+    argv = _argv(ckpt, tmp_path / "o", *extra)
+    if "sparse-l0" in extra:  # the later --attack wins; drop SparseFool's --set lambda_=1.0
+        i = argv.index("lambda_=1.0")
+        del argv[i - 1 : i + 1]
     with count_compilations() as c:
-        rc = cli.main(_argv(ckpt, tmp_path / "o", *extra))
+        rc = cli.main(argv)
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.startswith("sparsejax: error: ") and "\n" not in err
     assert needle in err, err
@@ -71,7 +79,7 @@ def test_unknown_attack(tmp_path, capsys, ckpt):
     argv = _argv(ckpt, tmp_path / "o")
     argv[argv.index("sparsefool")] = "jsma"
     assert cli.main(argv) == 2
-    assert "unknown attack 'jsma'; known: sparsefool" in capsys.readouterr().err
+    assert "unknown attack 'jsma'; known: sparse-l0, sparsefool" in capsys.readouterr().err
 
 
 def test_results_file_and_resumption(tmp_path, capsys, ckpt):
@@ -166,3 +174,27 @@ def test_targeted_modes(tmp_path, ckpt, mode):
         assert sorted({(e["index"], e["target"]) for e in ex}) == sorted(
             (e["index"], t) for e in ex[::9] for t in range(10) if t != e["label"]
         )
+
+
+@pytest.mark.parametrize("targeted", [None, "least-likely"])
+def test_sparse_l0_from_the_command_line(tmp_path, ckpt, targeted):
+    out = tmp_path / "lin"
+    argv = _argv(ckpt, out, "--set", "steps=40", "--set", "box=directional")
+    argv[argv.index("sparsefool")] = "sparse-l0"
+    i = argv.index("lambda_=1.0")
+    del argv[i - 1 : i + 1]
+    if targeted:
+        argv += ["--targeted", targeted]
+    assert cli.main(argv) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["attack"] == "sparse-l0" and res["config"]["steps"] == 40
+    assert res["config"]["box"] == "directional" and res["config"]["targeted"] == bool(targeted)
+    adv = np.load(out / "adversarials.npz")["x_adv"]
+    assert np.all((adv >= 0) & (adv <= 1))
+    for e in res["examples"]:
+        if targeted:
+            assert e["success"] == (e["adv_pred"] == e["target"] and e["clean_pred"] == e["label"])
+        else:
+            assert e["success"] == (e["adv_pred"] != e["label"] and e["clean_pred"] == e["label"])
+    # (least-likely targets on 8x8 digits in 40 steps: 5/12 measured)
+    assert res["summary"]["success_rate"] > (0.3 if targeted else 0.6)

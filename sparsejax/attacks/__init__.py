@@ -3,6 +3,7 @@
 from sparsejax.attacks.common import AttackResult, Status, default_slots
 from sparsejax.attacks.deepfool import DeepFoolConfig, DeepFoolResult, deepfool
 from sparsejax.attacks.linear_solver import SolverResult, linear_solver
+from sparsejax.attacks.sparse_l0 import SparseL0Config, SparseL0Output, sparse_l0, sparse_l0_batch
 from sparsejax.attacks.sparsefool import (
     SparseFoolConfig,
     SparseFoolOutput,
@@ -17,6 +18,8 @@ __all__ = [
     "DeepFoolConfig",
     "DeepFoolResult",
     "SolverResult",
+    "SparseL0Config",
+    "SparseL0Output",
     "SparseFoolConfig",
     "SparseFoolOutput",
     "Status",
@@ -24,6 +27,8 @@ __all__ = [
     "default_slots",
     "linear_solver",
     "perceptibility_box",
+    "sparse_l0",
+    "sparse_l0_batch",
     "sparsefool",
     "sparsefool_batch",
     "sparsefool_sweep",

@@ -1,0 +1,332 @@
+"""The sparse ℓ0 attack of Lin et al.: independent references (a NumPy port on an affine
+model, analytic gradients), Propositions 1 and 2, and the properties every attack owes."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sparsejax.attacks import Status
+from sparsejax.attacks.sparse_l0 import (
+    SparseL0Config,
+    attack_objective,
+    box_step,
+    ifgsm,
+    shifted_relu,
+    sparse_l0,
+    sparse_l0_batch,
+)
+from sparsejax.errors import SparsejaxError
+from sparsejax.sweep import sweep
+from tests.helpers import count_compilations
+from tests.reference import sparse_l0_np as ref
+
+N = 24
+CFG = SparseL0Config(steps=60)
+DIRECTIONAL = dataclasses.replace(CFG, box="directional")
+attack = jax.jit(sparse_l0_batch)
+
+
+# --- an affine softmax model, where every gradient is known in closed form ----------------
+
+
+@pytest.fixture
+def x64():
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", False)
+
+
+def affine_problem(seed, shape=(4, 4, 2), k=5):
+    rng = np.random.default_rng(seed)
+    d = int(np.prod(shape))
+    W = rng.normal(size=(k, d)) * 3.0
+    b = rng.normal(size=k)
+    x = rng.uniform(0.05, 0.95, size=shape)
+    x[0, 0, 0], x[1, 1, 1] = 0.0, 1.0  # pixels at the edges of the range
+    label = int(np.argmax(W @ x.ravel() + b))
+    return W, b, x, label
+
+
+def affine_logits_fn(W, b):
+    Wj, bj = jnp.asarray(W), jnp.asarray(b)
+    return jax.tree_util.Partial(
+        lambda w_, b_, z: z.reshape(z.shape[0], -1) @ w_.T + b_[None], Wj, bj
+    )
+
+
+@pytest.mark.parametrize("targeted", [False, True])
+def test_ifgsm_matches_numpy_on_an_affine_model(x64, targeted):
+    for seed in range(5):
+        W, b, x, label = affine_problem(seed)
+        y = (label + 2) % 5 if targeted else label
+        got = ifgsm(
+            affine_logits_fn(W, b), jnp.asarray(x), y, 4 / 255, 1 / 255, 10, 0.0, 1.0, targeted
+        )
+        want = ref.ifgsm_np(W, b, x, y, 4 / 255, 1 / 255, 10, targeted=targeted)
+        np.testing.assert_allclose(np.asarray(got), want, atol=1e-12)
+        assert np.all(np.abs(want) <= 4 / 255 + 1e-15)
+        assert np.all((x + want >= 0) & (x + want <= 1))
+
+
+def test_eq20_gradient_matches_the_hand_derived_one(x64):
+    """∂J/∂w of Eq. (20) with the surrogate, against the closed form on an affine model."""
+    cfg = SparseL0Config(lambda_=0.05)
+    for seed in range(5):
+        W, b, x, label = affine_problem(seed)
+        rng = np.random.default_rng(100 + seed)
+        delta = rng.choice([-1.0, 0.0, 1.0], size=x.shape) * 4 / 255
+        # weights on both sides of the threshold τ/ε, some within a of it
+        w = 0.3 / (4 / 255) + rng.uniform(-0.3, 0.3, size=x.shape)
+        f, xj, dj = affine_logits_fn(W, b), jnp.asarray(x), jnp.asarray(delta)
+        for y, sign in ((label, -1.0), ((label + 1) % 5, 1.0)):
+            objective = lambda v, f=f, xj=xj, dj=dj, y=y, sign=sign: attack_objective(
+                f, xj, dj, v, y, sign, cfg
+            )
+            got = jax.grad(objective)(jnp.asarray(w))
+            want = ref.eq20_grad(W, b, x, delta, w, y, sign, 4 / 255, 0.3, 0.05, 0.1)
+            np.testing.assert_allclose(np.asarray(got), want, rtol=1e-10, atol=1e-14)
+
+
+def test_attack_matches_the_numpy_port_on_affine_models(x64):
+    """The whole attack (I-FGSM, SGD with momentum on Eq. 20, sparsest adversarial iterate,
+    Eq. 22) against the NumPy port: the same mask, step and output."""
+    cfg = SparseL0Config(lambda_=0.05, w_init=0.05, steps=80)
+    matched = 0
+    for seed in range(8):
+        W, b, x, label = affine_problem(seed)
+        out = sparse_l0(affine_logits_fn(W, b), jnp.asarray(x), label, cfg)
+        x_ref, mask_ref, it_ref, _ = ref.sparse_l0_np(
+            W, b, x, label, lam=0.05, w_init=0.05, steps=80
+        )
+        np.testing.assert_allclose(np.asarray(out.x_adv), x_ref, atol=1e-12)
+        assert int(out.iterations) == it_ref
+        matched += int(np.any(mask_ref)) * int(it_ref < 80)
+    assert matched >= 4  # most problems end with a sparse adversarial mask, not a trivial one
+
+
+# --- Propositions 1 and 2 ------------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    tau=st.floats(0.0, 1.0),
+    eps=st.floats(1e-3, 0.5),
+)
+def test_proposition_1_the_shifted_relu_never_increases_l0(seed, tau, eps):
+    rng = np.random.default_rng(seed)
+    w = jnp.asarray(rng.normal(size=(6, 6, 3)) * rng.uniform(0.1, 3 / eps), jnp.float32)
+    delta = jnp.asarray(rng.choice([-eps, 0.0, eps], size=(6, 6, 3)), jnp.float32)
+    l0 = lambda v: int(jnp.sum(v * delta != 0))
+    assert l0(shifted_relu(w, tau, eps)) <= l0(jax.nn.relu(w)) <= l0(w)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    eps=st.floats(1e-3, 0.5),
+    box=st.sampled_from(["symmetric", "directional"]),
+)
+def test_proposition_2_no_clipping_is_ever_needed(seed, eps, box):
+    """x + mask ⊙ Ω ⊙ δ is inside [0, 1] in float32 for every mask, without any clip,
+    including pixels at 0, at 1 and δ at ±ε exactly."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 1, size=(8, 8, 3)).astype(np.float32)
+    x.flat[rng.integers(0, x.size, 20)] = rng.choice([0.0, 1.0, 0.5, 1 - 2**-24], 20)
+    delta = np.clip(rng.uniform(-1.5, 1.5, size=x.shape) * eps, -eps, eps).astype(np.float32)
+    delta.flat[rng.integers(0, x.size, 20)] = rng.choice([-eps, eps], 20)
+    out = jnp.asarray(x) + box_step(jnp.asarray(x), jnp.asarray(delta), eps, 0.0, 1.0, box)
+    assert bool(jnp.all(out >= 0)) and bool(jnp.all(out <= 1))
+    if box == "symmetric":  # Eq. (22): Ω = 0 at 0 and 1, so those pixels never move
+        edge = (x == 0) | (x == 1)
+        np.testing.assert_array_equal(np.asarray(out)[edge], x[edge])
+
+
+# --- the attack on a real (small) trained model ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def batch(digits_model, digits_test):
+    x, y = jnp.asarray(digits_test.x[:N]), jnp.asarray(digits_test.y[:N])
+    return digits_model, x, y
+
+
+@pytest.fixture(scope="module")
+def result(batch):
+    model, x, y = batch
+    return attack(model.logits_fn, x, y, CFG)
+
+
+def test_result_shapes_and_dtypes(result):
+    assert result.x_adv.shape == (N, 8, 8, 1) and result.x_adv.dtype == jnp.float32
+    for name in ("l0_pixels", "l0_elements", "iterations", "status", "model_evals"):
+        assert getattr(result, name).shape == (N,) and getattr(result, name).dtype == jnp.int32
+    assert result.success.dtype == jnp.bool_
+
+
+def test_success_is_reverified_and_l0_recounted(batch, result):
+    model, x, y = batch
+    pred = np.asarray(jnp.argmax(model.logits_fn(result.x_adv), axis=1))
+    clean = np.asarray(jnp.argmax(model.logits_fn(x), axis=1))
+    y_np = np.asarray(y)
+    np.testing.assert_array_equal(result.success, (pred != y_np) & (clean == y_np))
+    changed = np.asarray(result.x_adv) != np.asarray(x)
+    np.testing.assert_array_equal(result.l0_elements, changed.sum(axis=(1, 2, 3)))
+    np.testing.assert_array_equal(result.l0_pixels, changed.any(-1).sum(axis=(1, 2)))
+    status = np.asarray(result.status)
+    np.testing.assert_array_equal(status == Status.SUCCESS, np.asarray(result.success))
+    assert np.asarray(result.success).mean() > 0.5  # 8x8 digits: many pixels sit at 0
+    # I-FGSM (10 fwd+bwd), one more forward for y_adv, 60 steps (fwd+bwd + a check), clean
+    # and re-verification forwards.
+    np.testing.assert_array_equal(result.forwards, 1 + 10 + 1 + 60 + 60 + 1)
+    np.testing.assert_array_equal(result.backwards, 10 + 60)
+
+
+def test_output_is_the_eq22_example_and_stays_in_the_box(batch, result):
+    """Every changed element moved by Ω |δ| = min(x, 1 - x) |δ|/ε: the full room where
+    I-FGSM saturated δ at ±ε, less where it did not. Pixels at 0 or 1 have no room under
+    Eq. (22) and never move."""
+    _, x, _ = batch
+    xa, xn = np.asarray(result.x_adv), np.asarray(x)
+    assert np.all((xa >= 0) & (xa <= 1))
+    changed = xa != xn
+    room = np.minimum(xn, 1 - xn)[changed]
+    moved = np.abs(xa - xn)[changed]
+    assert np.all(moved <= room * (1 + 1e-6))
+    assert np.mean(np.isclose(moved, room, rtol=1e-6)) > 0.9
+    edge = (xn == 0) | (xn == 1)
+    assert not np.any(changed & edge)
+
+
+def test_directional_box_moves_background_pixels_and_succeeds(batch):
+    model, x, y = batch
+    r = attack(model.logits_fn, x, y, DIRECTIONAL)
+    ok = np.asarray(r.clean_pred) == np.asarray(y)
+    assert np.asarray(r.success)[ok].mean() >= 0.95
+    changed = np.asarray(r.x_adv) != np.asarray(x)
+    assert np.any(changed & (np.asarray(x) == 0))
+    assert np.all((np.asarray(r.x_adv) >= 0) & (np.asarray(r.x_adv) <= 1))
+
+
+def test_user_bounds_hold_bit_for_bit(batch):
+    model, x, y = batch
+    lower = jnp.zeros_like(x).at[:, :4].set(x[:, :4])
+    upper = jnp.ones_like(x).at[:, :4].set(x[:, :4])
+    r = attack(model.logits_fn, x, y, DIRECTIONAL, lower=lower, upper=upper)
+    np.testing.assert_array_equal(r.x_adv[:, :4], x[:, :4])
+    assert bool(jnp.all((r.x_adv >= lower) & (r.x_adv <= upper)))
+
+
+def test_already_misclassified_and_masked_inputs_are_untouched(batch, result):
+    model, x, y = batch
+    clean = jnp.argmax(model.logits_fn(x), axis=1)
+    r = attack(model.logits_fn, x, (clean + 1) % 10, CFG)
+    np.testing.assert_array_equal(r.x_adv, x)
+    assert set(np.unique(r.status)) == {Status.ALREADY_MISCLASSIFIED}
+    assert not bool(r.success.any())
+    mask = jnp.arange(N) % 3 != 0
+    r = attack(model.logits_fn, x, y, CFG, mask=mask)
+    skipped = ~np.asarray(mask)
+    np.testing.assert_array_equal(np.asarray(r.x_adv)[skipped], np.asarray(x)[skipped])
+    assert set(np.asarray(r.status)[skipped]) == {Status.SKIPPED}
+    np.testing.assert_array_equal(np.asarray(r.x_adv)[~skipped], np.asarray(result.x_adv)[~skipped])
+
+
+def test_deterministic(batch, result):
+    model, x, y = batch
+    again = attack(model.logits_fn, x, y, CFG)
+    for a, b in zip(result, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_jit_vmap_and_python_loop_agree(batch, result):
+    model, x, y = batch
+    single = jax.jit(lambda xi, yi: sparse_l0(model.logits_fn, xi, yi, CFG))
+    for i in range(N):
+        one = single(x[i], y[i])
+        # Batched convolutions round differently from single ones; the path is the same.
+        np.testing.assert_allclose(result.x_adv[i], one.x_adv, atol=1e-6)
+        assert int(result.iterations[i]) == int(one.iterations)
+
+
+def test_changing_numbers_or_weights_does_not_recompile(batch):
+    model, x, y = batch
+    attack(model.logits_fn, x, y, CFG)  # warm
+    other = type(model)(model.spec, jax.tree.map(lambda a: a * 1.01, model.variables), "scaled")
+    with count_compilations() as c:
+        attack(model.logits_fn, x, y, dataclasses.replace(CFG, a=0.05, tau=0.25, lambda_=0.02))
+        attack(other.logits_fn, x, y, dataclasses.replace(CFG, epsilon=8 / 255, w_init=0.2))
+    assert c["n"] == 0
+
+
+def test_a_tau_lambda_sweeps_are_one_call_and_match_separate_runs(batch):
+    model, x, y = batch
+    lambdas = [0.005, 0.01, 0.05]
+    swept = sweep(sparse_l0_batch, model.logits_fn, x, y, CFG, lambda_=lambdas)
+    assert swept.x_adv.shape == (3, N, 8, 8, 1)
+    for j, lam in enumerate(lambdas):
+        single = attack(model.logits_fn, x, y, dataclasses.replace(CFG, lambda_=lam))
+        np.testing.assert_allclose(swept.x_adv[j], single.x_adv, atol=1e-6)
+        np.testing.assert_array_equal(swept.iterations[j], single.iterations)
+    # In Eq. (20) with w_0 = τ/ε + w_init, τ only shifts the origin of w: a τ sweep is flat.
+    taus = sweep(sparse_l0_batch, model.logits_fn, x, y, CFG, tau=[0.2, 0.4])
+    np.testing.assert_array_equal(taus.l0_elements[0], taus.l0_elements[1])
+
+
+def test_targeted_least_likely_reaches_the_target(batch):
+    model, x, y = batch
+    t = jnp.argmin(model.logits_fn(x), axis=1)
+    cfg = dataclasses.replace(DIRECTIONAL, targeted=True)
+    r = attack(model.logits_fn, x, y, cfg, targets=t)
+    pred = np.asarray(r.adv_pred)
+    ok = np.asarray(r.clean_pred) == np.asarray(y)
+    np.testing.assert_array_equal(r.success, (pred == np.asarray(t)) & ok)
+    assert np.asarray(r.success)[ok].mean() > 0.7
+    with pytest.raises(SparsejaxError, match="targets exactly when config.targeted"):
+        sparse_l0_batch(model.logits_fn, x, y, CFG, targets=t)
+
+
+def test_keep_last_and_algorithm_1_variants(batch, result):
+    model, x, y = batch
+    last = attack(model.logits_fn, x, y, dataclasses.replace(CFG, keep="last"))
+    np.testing.assert_array_equal(last.iterations, CFG.steps)
+    # The last iterate is never sparser than the sparsest adversarial one, where one exists.
+    both = np.asarray(last.success) & np.asarray(result.success)
+    assert np.all(np.asarray(result.l0_elements)[both] <= np.asarray(last.l0_elements)[both])
+    np.testing.assert_array_equal(last.forwards, 1 + 10 + 1 + 60 + 1)  # no per-step check
+    # Algorithm 1 subtracts τ/ε from w at every step: with w_0 = τ/ε + w_init every weight
+    # is gone after the first step, and the output is the clean image.
+    alg1 = attack(model.logits_fn, x, y, dataclasses.replace(CFG, update="algorithm1"))
+    np.testing.assert_array_equal(alg1.x_adv, x)
+
+
+def test_a_model_without_gradients_gives_finite_output(batch):
+    _, x, y = batch
+    flat = jax.tree_util.Partial(
+        lambda c, z: jnp.zeros((z.shape[0], 10)) + c[None], jnp.arange(10.0)[::-1]
+    )
+    r = attack(flat, x, jnp.zeros_like(y), CFG)
+    assert bool(jnp.all(jnp.isfinite(r.x_adv)))
+    assert not bool(r.success.any())
+    assert set(np.unique(r.status)) <= {Status.MAX_ITER, Status.FAILED}
+
+
+def test_config_validation():
+    for bad, match in [
+        (dict(epsilon=0.0), "epsilon must be > 0"),
+        (dict(a=0.0), "a must be > 0"),
+        (dict(momentum=1.5), "momentum must be <= 1"),
+        (dict(lambda_=float("nan")), "lambda_ must be finite"),
+        (dict(update="alg2"), "update must be one of eq20, algorithm1"),
+        (dict(box="round"), "box must be one of symmetric, directional"),
+        (dict(steps=-1), "steps must be >= 0"),
+    ]:
+        with pytest.raises(SparsejaxError, match=match):
+            dataclasses.replace(SparseL0Config(), **bad).validate()

@@ -1,0 +1,66 @@
+"""Behaviour of the Lin et al. attack on the shared real models, 50 images each.
+
+At the paper's defaults (ε = 4/255, α = 1/255, 10 I-FGSM steps, a = 0.1, τ = 0.3,
+λ = 1e-2, 100 SGD steps) the attack fools ResNet-20 on CIFAR-10. On MNIST it cannot: the
+box of Eq. (22), Ω = min(x/ε, (1 - x)/ε), is zero at every pixel at 0 or 1, i.e. the whole
+background and the saturated strokes, so only anti-aliased edge pixels may move
+(measured: 14% of the clean LeNet-5's test images fooled, 4% of the PGD-trained one's).
+There the tests pin that property, and check the attack with the directional box
+(Ω = room along sign(δ), which satisfies Proposition 2 as well).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sparsejax import data, models
+from sparsejax.attacks.sparse_l0 import SparseL0Config, sparse_l0_batch
+
+pytestmark = [pytest.mark.slow, pytest.mark.shared]
+
+CLEAN = "weights/mnist/advertorch_mnist_lenet5_clntrained.pt"
+ADV = "weights/mnist/advertorch_mnist_lenet5_advtrained.pt"
+
+
+def _run(assets, name, weights, dataset, config):
+    model = models.load(name, assets / weights)
+    ds = data.load_dataset(dataset, n=50)
+    x, y = jnp.asarray(ds.x), jnp.asarray(ds.y)
+    r = jax.jit(sparse_l0_batch)(model.logits_fn, x, y, config)
+    ok = np.asarray(r.clean_pred) == ds.y
+    rate = float(np.asarray(r.success)[ok].mean())
+    med = np.median(np.asarray(r.l0_elements)[np.asarray(r.success)])
+    print(
+        f"\n[behaviour] sparse-l0 {name} {weights.split('/')[-1]} box={config.box}: "
+        f"success {rate:.3f}, median l0 {med} elements"
+    )
+    assert bool(jnp.all((r.x_adv >= 0) & (r.x_adv <= 1)))
+    return ds, r, rate
+
+
+def test_resnet20_paper_defaults(assets):
+    _, _, rate = _run(
+        assets,
+        "resnet20-cifar10",
+        "weights/cifar10/resnet20-12fca82f.th",
+        "cifar10",
+        SparseL0Config(),
+    )
+    assert rate >= 0.95
+
+
+@pytest.mark.parametrize("weights,floor", [(CLEAN, 0.95), (ADV, 0.85)], ids=["clean", "pgd"])
+def test_lenet5_directional_box(assets, weights, floor):
+    # PGD-trained: 47/50 measured at these settings (SparseFool needs about 430 pixels there).
+    _, _, rate = _run(assets, "lenet5-mnist", weights, "mnist", SparseL0Config(box="directional"))
+    assert rate >= floor
+
+
+def test_lenet5_paper_box_never_moves_background_or_saturated_pixels(assets):
+    ds, r, rate = _run(assets, "lenet5-mnist", CLEAN, "mnist", SparseL0Config())
+    changed = np.asarray(r.x_adv) != ds.x
+    assert not np.any(changed & ((ds.x == 0) | (ds.x == 1)))
+    assert rate < 0.5  # the limitation documented above, measured 0.14
