@@ -111,6 +111,7 @@ def main():
         r["overrides"] = over
         rows.append(r)
         bw = r["l2_best_avg_worst"]
+        r = {k: (float("nan") if v is None else v) for k, v in r.items()}  # for printing
         print(
             f"{over}: ASR {r['asr']:.3f} ({r['pairs']} pairs) l0 {r['l0_elements']:.1f} el / "
             f"{r['l0_pixels']:.1f} px (max {r['l0_elements_max']}, >k {r['frac_l0_over_k']:.2f}), "
