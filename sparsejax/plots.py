@@ -88,3 +88,36 @@ def sweep_figure(
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def ablation_grid(
+    panels: Mapping[str, tuple[Sequence[float], Mapping[str, Sequence[float]]]],
+    path: str | os.PathLike,
+    title: str | None = None,
+    log_x: set[str] | frozenset[str] = frozenset(),
+) -> None:
+    """One row per swept parameter, one column per metric (e.g. Lin et al. Fig. 7).
+
+    Args:
+      panels: parameter label -> (values, {metric name: values}); every row has the same
+        metric names.
+      log_x: parameter labels to draw on a logarithmic axis.
+    """
+    plt = _plt()
+    rows = list(panels.items())
+    k = len(rows[0][1][1])
+    fig, axes = plt.subplots(len(rows), k, figsize=(3.2 * k, 2.5 * len(rows)), squeeze=False)
+    for i, (label, (values, curves)) in enumerate(rows):
+        for j, (name, ys) in enumerate(curves.items()):
+            ax = axes[i, j]
+            ax.plot(values, ys, marker="o")
+            if label in log_x:
+                ax.set_xscale("log")
+            ax.set_xlabel(label)
+            ax.set_ylabel(name, fontsize=8)
+            ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
