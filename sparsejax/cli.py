@@ -244,6 +244,8 @@ def cmd_attack(args) -> int:
         workers=args.workers,
     )
     print(runner.table1_row(res))
+    if res["summary"].get("cases"):
+        print(runner.cases_table(res))
     if args.figure and res["examples"]:
         _examples_figure(res, ds, Path(args.out))
     print(f"results: {Path(args.out) / 'results.json'}")
@@ -300,7 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_eval)
 
     p = sub.add_parser("attack", help="attack a model on a dataset; writes results.json")
-    p.add_argument("--attack", required=True, help="attack name (sparsefool, sparse-l0)")
+    p.add_argument(
+        "--attack", required=True, help="attack name: sparsefool, sparse-l0, sapf, sapf-gs, sapf-vi"
+    )
     p.add_argument("--model", required=True)
     p.add_argument("--weights", required=True, help="PyTorch or sparsejax Flax checkpoint")
     _add_data_args(p)

@@ -89,3 +89,65 @@ def summarize(
     for k, v in (extra or {}).items():
         out[f"mean_{k}"] = mean(v)
     return out
+
+
+def target_cases(
+    image: np.ndarray,
+    success: np.ndarray,
+    clean_correct: np.ndarray,
+    norms: Mapping[str, np.ndarray],
+    by: str = "l2",
+) -> dict:
+    """Best, average and worst case over the targets of each image (Carlini & Wagner; the
+    protocol of SAPF Table 1), for a targeted run over every class but the true one.
+
+    Only images the model classifies correctly count. Per image, the targets are ranked by
+    the norm ``by`` of their perturbation (failures rank last):
+
+    - best case: the easiest target; its success rate is the fraction of images with at least
+      one successful target; its norms are averaged over those images;
+    - average case: every (image, target) pair; norms averaged over the successful pairs;
+    - worst case: the hardest target; its success rate is the fraction of images whose every
+      target succeeded; its norms are averaged over those images.
+
+    Args:
+      image: int[P] image index of each pair.
+      success: bool[P].
+      clean_correct: bool[P], whether the pair's image is correctly classified.
+      norms: name -> float[P] (e.g. l0_elements, l1, l2, linf).
+      by: the norm that ranks the targets of an image.
+    """
+    image = np.asarray(image)
+    success = np.asarray(success, bool)
+    keep = np.asarray(clean_correct, bool)
+    norms = {k: np.asarray(v, np.float64) for k, v in norms.items()}
+    images = np.unique(image[keep])
+    best_rows, worst_rows, n_best, n_worst = [], [], 0, 0
+    for i in images:
+        sel = np.flatnonzero((image == i) & keep)
+        ok = sel[success[sel]]
+        if ok.size:
+            n_best += 1
+            best_rows.append(ok[np.argmin(norms[by][ok])])
+        if ok.size == sel.size:
+            n_worst += 1
+            worst_rows.append(ok[np.argmax(norms[by][ok])])
+    pairs = np.flatnonzero(keep)
+    ok_pairs = pairs[success[pairs]]
+
+    def means(rows):
+        rows = np.asarray(rows, int)
+        return {k: (float(v[rows].mean()) if rows.size else None) for k, v in norms.items()}
+
+    n_img = len(images)
+    return {
+        "n_images": n_img,
+        "n_pairs": int(pairs.size),
+        "ranked_by": by,
+        "best": {"success_rate": n_best / n_img if n_img else None, **means(best_rows)},
+        "average": {
+            "success_rate": float(success[pairs].mean()) if pairs.size else None,
+            **means(ok_pairs),
+        },
+        "worst": {"success_rate": n_worst / n_img if n_img else None, **means(worst_rows)},
+    }

@@ -52,12 +52,18 @@ class AttackSpec:
     batch_fn: Callable  # (logits_fn, x, labels, config, targets, lower, upper, mask, slots)
     description: str
     paper: str
+    targeted_only: bool = False  # needs --targeted (SAPF)
+    # Host-side per-batch inputs: (x: np.ndarray [B, H, W, C], config) -> extra keyword
+    # arrays for batch_fn (SLIC segments of SAPF-GS, the weights of SAPF-VI).
+    prepare: Callable[[np.ndarray, Any], dict[str, np.ndarray]] | None = None
 
 
 def _attacks() -> dict[str, AttackSpec]:
+    from sparsejax.attacks import sapf
     from sparsejax.attacks.sparse_l0 import SparseL0Config, sparse_l0_batch
     from sparsejax.attacks.sparsefool import SparseFoolConfig, sparsefool_batch
 
+    sapf_paper = "Fan et al., ECCV 2020"
     return {
         "sparsefool": AttackSpec(
             "sparsefool",
@@ -74,6 +80,32 @@ def _attacks() -> dict[str, AttackSpec]:
             "surrogate derivative, Omega box",
             "Lin, Lou, Wang, Jalaian, Yuan, 'Towards Interpretable Adversarial Examples via "
             "Sparse Adversarial Attack'",
+        ),
+        "sapf": AttackSpec(
+            "sapf",
+            sapf.SAPFConfig,
+            sapf.sapf_batch,
+            "SAPF: perturbation = magnitude x binary selection, cardinality k, lp-box ADMM",
+            sapf_paper,
+            targeted_only=True,
+        ),
+        "sapf-gs": AttackSpec(
+            "sapf-gs",
+            sapf.SAPFGSConfig,
+            sapf.sapf_batch,
+            "SAPF-GS: SAPF with group sparsity over SLIC superpixels (Eq. 16)",
+            sapf_paper,
+            targeted_only=True,
+            prepare=sapf.prepare_gs,
+        ),
+        "sapf-vi": AttackSpec(
+            "sapf-vi",
+            sapf.SAPFVIConfig,
+            sapf.sapf_batch,
+            "SAPF-VI: SAPF with visual-imperceptibility weights in the l2 term (Eq. 17)",
+            sapf_paper,
+            targeted_only=True,
+            prepare=sapf.prepare_vi,
         ),
     }
 
@@ -92,7 +124,15 @@ def get_attack(name: str) -> AttackSpec:
 def make_config(spec: AttackSpec, overrides: list[str] | None, targeted: bool):
     """The attack's default config with ``--set`` overrides and the targeted flag, validated."""
     config = apply_overrides(spec.config_cls(), overrides, forbidden=("targeted",))
-    if targeted and not any(f.name == "targeted" for f in dataclasses.fields(config)):
+    if spec.targeted_only and not targeted:
+        raise SparsejaxError(
+            f"attack {spec.name!r} is targeted only: pass --targeted all|least-likely|random"
+        )
+    if (
+        targeted
+        and not spec.targeted_only
+        and not any(f.name == "targeted" for f in dataclasses.fields(config))
+    ):
         raise SparsejaxError(f"attack {spec.name!r} has no targeted variant")
     if any(f.name == "targeted" for f in dataclasses.fields(config)):
         config = dataclasses.replace(config, targeted=targeted)
@@ -254,6 +294,14 @@ def _results(
         summary["model_evals_per_sample"] = (
             float(cat["model_evals"][attacked].mean()) if attacked.any() else None
         )
+        if target_mode == "all":  # best / average / worst case over the targets of an image
+            summary["cases"] = metrics.target_cases(
+                cat["index"],
+                cat["success"],
+                attacked,
+                {k: cat[k] for k in ("l0_elements", "l0_pixels", "l1", "l2", "linf")},
+                by="l2",
+            )
     summary["attack_seconds"] = seconds
     summary["compile_seconds"] = timing.get("compile_seconds")
     summary["workers"] = timing.get("workers")
@@ -301,7 +349,7 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _batch_arrays(ds, pos, targets, b, bs):
+def _batch_arrays(ds, pos, targets, b, bs, spec, config):
     sel = pos[b * bs : (b + 1) * bs]
     real = len(sel)
     pad = bs - real  # pad the last batch with copies, masked out: no recompilation
@@ -309,7 +357,9 @@ def _batch_arrays(ds, pos, targets, b, bs):
     tb = None if targets is None else targets[b * bs : (b + 1) * bs]
     t = None if tb is None else jnp.asarray(np.concatenate([tb, np.repeat(tb[-1:], pad)]))
     mask = jnp.asarray(np.arange(bs) < real)
-    return sel, tb, (jnp.asarray(ds.x[idx]), jnp.asarray(ds.y[idx]), t, mask)
+    extras = {} if spec.prepare is None else spec.prepare(ds.x[idx], config)
+    extras = {k: jnp.asarray(v) for k, v in extras.items()}
+    return sel, tb, (jnp.asarray(ds.x[idx]), jnp.asarray(ds.y[idx]), t, mask, extras)
 
 
 def run_attack(
@@ -374,18 +424,20 @@ def run_attack(
     )
     if todo:
         fn = jax.jit(
-            lambda f, x, y, c, t, m: spec.batch_fn(f, x, y, c, targets=t, mask=m, slots=slots)
+            lambda f, x, y, c, t, m, e: spec.batch_fn(
+                f, x, y, c, targets=t, mask=m, slots=slots, **e
+            )
         )
         t0 = time.perf_counter()
-        _, _, (x, y, t, mask) = _batch_arrays(ds, pos, targets, todo[0], bs)
-        compiled = fn.lower(model.logits_fn, x, y, config, t, mask).compile()
+        _, _, args = _batch_arrays(ds, pos, targets, todo[0], bs, spec, config)
+        compiled = fn.lower(model.logits_fn, args[0], args[1], config, *args[2:]).compile()
         compile_s = time.perf_counter() - t0
 
         def attack_batch(b):
-            sel, tb, args = _batch_arrays(ds, pos, targets, b, bs)
+            sel, tb, args = _batch_arrays(ds, pos, targets, b, bs, spec, config)
             t_b = time.perf_counter()
             r = jax.block_until_ready(
-                compiled(model.logits_fn, args[0], args[1], config, args[2], args[3])
+                compiled(model.logits_fn, args[0], args[1], config, *args[2:])
             )
             return b, sel, tb, r, time.perf_counter() - t_b
 
@@ -463,3 +515,24 @@ def table1_row(res: dict) -> str:
         if mp is not None
         else f"{res['model']}: no success"
     )
+
+
+def cases_table(res: dict) -> str:
+    """The best / average / worst-case rows of a ``--targeted all`` run (SAPF Table 1)."""
+    c = res["summary"].get("cases")
+    if not c:
+        return ""
+
+    def f(v, spec):
+        return "-" if v is None else format(v, spec)
+
+    lines = [f"{'case':8s} {'ASR':>7s} {'l0 el':>8s} {'l1':>8s} {'l2':>7s} {'linf':>7s}"]
+    for name in ("best", "average", "worst"):
+        r = c[name]
+        rate = None if r["success_rate"] is None else 100 * r["success_rate"]
+        lines.append(
+            f"{name:8s} {f(rate, '6.1f')}% {f(r['l0_elements'], '8.1f')} {f(r['l1'], '8.3f')} "
+            f"{f(r['l2'], '7.3f')} {f(r['linf'], '7.3f')}"
+        )
+    lines.append(f"({c['n_images']} images x their targets; cases ranked by {c['ranked_by']})")
+    return "\n".join(lines)

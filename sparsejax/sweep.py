@@ -49,8 +49,11 @@ def sweep_config(config, **values):
     return swept, axes
 
 
-def sweep(batch_fn, logits_fn, x, labels, config, *, jit: bool = True, **values):
+def sweep(batch_fn, logits_fn, x, labels, config, *, jit: bool = True, targets=None, **values):
     """Runs ``batch_fn(logits_fn, x, labels, config_i)`` for every swept value in one call.
+
+    ``targets`` (int32[N], optional) is passed on unchanged to every value, for targeted
+    attacks (``batch_fn(..., targets=targets)``).
 
     Example:
       >>> res = sweep(sparsefool_batch, model.logits_fn, x, y, SparseFoolConfig(),
@@ -61,7 +64,15 @@ def sweep(batch_fn, logits_fn, x, labels, config, *, jit: bool = True, **values)
     Returns the attack result with a leading sweep axis on every field.
     """
     cfg, axes = sweep_config(config, **values)
-    fn = jax.vmap(batch_fn, in_axes=(None, None, None, axes))
+    if targets is None:
+        fn = jax.vmap(batch_fn, in_axes=(None, None, None, axes))
+    else:
+        fn = jax.vmap(
+            lambda f, x_, y_, c, t: batch_fn(f, x_, y_, c, targets=t),
+            in_axes=(None, None, None, axes, None),
+        )
     if jit:
         fn = jax.jit(fn)
-    return fn(logits_fn, x, labels, cfg)
+    return (
+        fn(logits_fn, x, labels, cfg) if targets is None else fn(logits_fn, x, labels, cfg, targets)
+    )

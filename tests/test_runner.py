@@ -60,11 +60,15 @@ def _argv(ckpt, out, *extra):
         (["--attack", "sparse-l0", "--set", "a=0"], "sparse-l0 a must be > 0"),
         (["--attack", "sparse-l0", "--set", "steps=ten"], "expected an integer, got 'ten'"),
         (["--attack", "sparse-l0", "--set", "lambda_=1.0", "--set", "mu=1"], "no field 'mu'"),
+        (["--attack", "sapf"], "'sapf' is targeted only: pass --targeted"),
+        (["--attack", "sapf", "--targeted", "all", "--set", "k=2.5"], "whole number"),
+        (["--attack", "sapf-vi", "--targeted", "all", "--set", "weighting=x"], "weighting must"),
+        (["--attack", "sapf-gs", "--targeted", "all", "--set", "n_segments=999"], "n_segments"),
     ],
 )
 def test_bad_attack_arguments_stop_before_compilation(tmp_path, capsys, ckpt, extra, needle):
     argv = _argv(ckpt, tmp_path / "o", *extra)
-    if "sparse-l0" in extra:  # the later --attack wins; drop SparseFool's --set lambda_=1.0
+    if extra[:1] == ["--attack"]:  # the later --attack wins; drop SparseFool's lambda_=1.0
         i = argv.index("lambda_=1.0")
         del argv[i - 1 : i + 1]
     with count_compilations() as c:
@@ -79,7 +83,8 @@ def test_unknown_attack(tmp_path, capsys, ckpt):
     argv = _argv(ckpt, tmp_path / "o")
     argv[argv.index("sparsefool")] = "jsma"
     assert cli.main(argv) == 2
-    assert "unknown attack 'jsma'; known: sparse-l0, sparsefool" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "unknown attack 'jsma'; known: sapf, sapf-gs, sapf-vi, sparse-l0, sparsefool" in err
 
 
 def test_results_file_and_resumption(tmp_path, capsys, ckpt):
@@ -198,3 +203,30 @@ def test_sparse_l0_from_the_command_line(tmp_path, ckpt, targeted):
             assert e["success"] == (e["adv_pred"] != e["label"] and e["clean_pred"] == e["label"])
     # (least-likely targets on 8x8 digits in 40 steps: 5/12 measured)
     assert res["summary"]["success_rate"] > (0.3 if targeted else 0.6)
+
+
+SAPF_BUDGET = ["k=10", "delta_steps=40", "g_steps=40", "finetune_steps=20", "search_steps=3"]
+
+
+@pytest.mark.parametrize("attack", ["sapf", "sapf-gs", "sapf-vi"])
+def test_sapf_all_targets_from_the_command_line(tmp_path, capsys, ckpt, attack):
+    """--targeted all: one record per (image, target), the best/average/worst summary."""
+    out = tmp_path / attack
+    argv = _argv(ckpt, out, "--targeted", "all", "--batch-size", "9")
+    argv[argv.index("sparsefool")] = attack
+    i = argv.index("lambda_=1.0")
+    argv[i - 1 : i + 1] = [a for s in SAPF_BUDGET for a in ("--set", s)]
+    argv[argv.index("--n") + 1] = "2"
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "best" in printed and "worst" in printed
+    res = json.loads((out / "results.json").read_text())
+    assert res["attack"] == attack and len(res["examples"]) == 2 * 9
+    cases = res["summary"]["cases"]
+    assert cases["n_images"] == 2 and cases["ranked_by"] == "l2"
+    assert cases["best"]["success_rate"] >= cases["average"]["success_rate"]
+    assert cases["average"]["success_rate"] >= cases["worst"]["success_rate"]
+    for e in res["examples"]:
+        assert e["success"] == (e["adv_pred"] == e["target"] and e["clean_pred"] == e["label"])
+        assert e["l0_elements"] <= 10  # exact cardinality: l0 <= k
+    assert res["summary"]["success_rate"] > 0.6
