@@ -29,14 +29,14 @@ demo: $(BASE)
 
 # The whole suite, slow real-model tests included (they skip with a reason without ../shared).
 test: $(DEV)
-	$(BIN)/ruff check sparsejax tests
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 test-fast: $(DEV)
 	$(BIN)/python -m pytest -m "not slow"
 
 lint: $(DEV)
-	$(BIN)/ruff check sparsejax tests
+	$(BIN)/ruff check .
 
 # Peers for benchmarks/ (not needed by the library or the tests). torchattacks is installed
 # without its dependencies: they would pull a torchvision that does not import beside the
