@@ -4,7 +4,6 @@ small real trained model), the extensions, the host-side weights, and the real R
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import jax
 import jax.numpy as jnp
@@ -447,10 +446,7 @@ def test_resnet20_cifar10_all_targets(assets):
     tgt = np.concatenate([[c for c in range(10) if c != yi] for yi in ds.y]).astype(np.int32)
     x, y = jnp.asarray(ds.x[idx]), jnp.asarray(ds.y[idx])
     cfg = S.SAPFConfig(k=200.0, lambda1=0.1, delta_steps=100, g_steps=100, finetune_steps=50)
-    t0 = time.perf_counter()
     r, d = attack(model.logits_fn, x, y, cfg, jnp.asarray(tgt))
-    jax.block_until_ready(r)
-    elapsed = time.perf_counter() - t0
     correct = np.asarray(r.clean_pred) == np.asarray(y)
     ok = np.asarray(r.success)
     assert correct.sum() >= 80
@@ -459,4 +455,3 @@ def test_resnet20_cifar10_all_targets(assets):
     norms = metrics.lp_norms(r.x_adv, x)
     assert float(np.mean(np.asarray(norms["l2"])[ok])) < 2.0
     assert not bool(d.diverged.any())
-    assert elapsed < 600, elapsed

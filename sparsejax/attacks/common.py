@@ -94,19 +94,14 @@ def l2(a):
     return jnp.sqrt(vdot(a, a))
 
 
-def finalize(
-    logits_fn,
-    x,
-    x_adv,
-    labels,
-    raw_status,
-    iterations,
-    forwards,
-    backwards,
-    clean_pred,
-    target=None,
-) -> AttackResult:
-    """Re-verifies success with one forward pass on x_adv and counts ℓ0 in both units."""
+def finalize(logits_fn, x, labels, out, target=None) -> AttackResult:
+    """Re-verifies success with one forward pass on ``out.x_adv`` and counts ℓ0 in both units.
+
+    ``out`` is an attack's batched raw output: any structure with the fields ``x_adv``,
+    ``status``, ``iterations``, ``forwards``, ``backwards`` and ``clean_pred``.
+    """
+    x_adv, raw_status, clean_pred = out.x_adv, out.status, out.clean_pred
+    iterations, forwards, backwards = out.iterations, out.forwards, out.backwards
     adv_pred = jnp.argmax(logits_fn(x_adv), axis=-1).astype(jnp.int32)
     not_attacked = (raw_status == Status.ALREADY_MISCLASSIFIED) | (raw_status == Status.SKIPPED)
     success = metrics.is_adversarial(adv_pred, labels, target) & ~not_attacked

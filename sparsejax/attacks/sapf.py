@@ -742,18 +742,7 @@ def sapf_batch_details(
         (x, targets, lo, hi, w, seg, clean_pred, already, skipped),
         batch_size=slots,
     )
-    result = finalize(
-        logits_fn,
-        x,
-        out.x_adv,
-        labels,
-        out.status,
-        out.iterations,
-        out.forwards,
-        out.backwards,
-        out.clean_pred,
-        targets,
-    )
+    result = finalize(logits_fn, x, labels, out, targets)
     return result, out.details
 
 

@@ -407,15 +407,4 @@ def sparse_l0_batch(
         lambda xi, y, t, lo, hi, m: sparse_l0(logits_fn, xi, y, config, t, lo, hi, m),
         in_axes=(0, 0, 0 if targets is not None else None, 0, 0, 0),
     )(x, labels, targets, lower, upper, mask)
-    return finalize(
-        logits_fn,
-        x,
-        out.x_adv,
-        labels,
-        out.status,
-        out.iterations,
-        out.forwards,
-        out.backwards,
-        out.clean_pred,
-        targets,
-    )
+    return finalize(logits_fn, x, labels, out, targets)

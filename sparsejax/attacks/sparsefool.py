@@ -417,18 +417,7 @@ def sparsefool_batch(
     examples_for, mask = _prepare(logits_fn, x, labels, config, targets, lower, upper, mask)
     clean_pred = jnp.argmax(logits_fn(x), axis=-1).astype(jnp.int32)
     out = _run_scheduled(logits_fn, config, examples_for(config), clean_pred, mask, slots)
-    return finalize(
-        logits_fn,
-        x,
-        out.x_adv,
-        labels,
-        out.status,
-        out.iterations,
-        out.forwards,
-        out.backwards,
-        out.clean_pred,
-        targets,
-    )
+    return finalize(logits_fn, x, labels, out, targets)
 
 
 SWEEPABLE = ("lambda_", "overshoot", "delta", "solver_margin")
@@ -484,15 +473,6 @@ def sparsefool_sweep(
     out = _run_scheduled(logits_fn, config, flat, clean_pred, jnp.tile(mask, v), slots)
     tile = lambda a: jnp.tile(a, (v,) + (1,) * (a.ndim - 1))
     res = finalize(
-        logits_fn,
-        tile(x),
-        out.x_adv,
-        tile(labels),
-        out.status,
-        out.iterations,
-        out.forwards,
-        out.backwards,
-        out.clean_pred,
-        None if targets is None else tile(targets),
+        logits_fn, tile(x), tile(labels), out, None if targets is None else tile(targets)
     )
     return jax.tree.map(lambda a: a.reshape((v, n) + a.shape[1:]), res)
