@@ -9,6 +9,10 @@ Floor: sparsejax counts its forward and backward passes per example; the floor i
 Σ_examples (forwards · t_F + backwards · t_B) with t_F and t_B the per-example cost of one
 forward pass and of one VJP row, measured on the same lanes (slots) inside a compiled loop,
 as the attack runs them.
+
+Timing: this machine is a shared VM whose speed drifts by up to ~25% between minutes, so
+every sparsejax and PyTorch time is the best of ``--reps`` runs (the pass costs are measured
+between the runs, best of those too); torchattacks, at 6 minutes a run, runs once.
 """
 
 from __future__ import annotations
@@ -95,10 +99,24 @@ def _timed(fn, *a):
     return time.perf_counter() - t0
 
 
+def best_of(reps, run, between=None):
+    """(min seconds, last result) over ``reps`` calls of ``run()``; ``between()`` runs after
+    each call (e.g. the floor measurement), and its results are returned as a list."""
+    best, out, extra = float("inf"), None, []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        out = run()
+        best = min(best, time.perf_counter() - t0)
+        if between is not None:
+            extra.append(between())
+    return best, out, extra
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--skip-torchattacks", action="store_true")
+    ap.add_argument("--reps", type=int, default=3, help="timed runs; the best is reported")
     args = ap.parse_args()
     import torch
 
@@ -120,11 +138,16 @@ def main():
     t0 = time.perf_counter()
     compiled = fn.lower(model.logits_fn, jnp.asarray(x), jnp.asarray(y), cfg, slots=slots).compile()
     compile_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    r = jax.block_until_ready(compiled(model.logits_fn, jnp.asarray(x), jnp.asarray(y), cfg))
-    jax_s = time.perf_counter() - t0
     k = 9  # VJP rows per DeepFool step on 10 classes
-    costs = {s_: pass_costs(model, x, s_, k) for s_ in sorted({1, 2, 4, 8, slots})}
+    xj, yj = jnp.asarray(x), jnp.asarray(y)
+    jax_s, r, measured = best_of(
+        args.reps,
+        lambda: jax.block_until_ready(compiled(model.logits_fn, xj, yj, cfg)),
+        lambda: {s_: pass_costs(model, x, s_, k) for s_ in sorted({1, 2, 4, 8, slots})},
+    )
+    costs = {
+        s_: (min(m[s_][0] for m in measured), min(m[s_][1] for m in measured)) for s_ in measured[0]
+    }
     t_f, t_b = costs[slots]
     fw, bw = np.asarray(r.forwards), np.asarray(r.backwards)
     floor = float((fw * t_f + bw * t_b).sum())
@@ -166,18 +189,23 @@ def main():
 
     spec = runner.get_attack("sparsefool")
     workers = runner.default_workers()
-    with tempfile.TemporaryDirectory() as tmp:
-        res = runner.run_attack(
-            spec,
-            cfg,
-            model,
-            ds,
-            tmp,
-            batch_size=-(-args.n // workers),
-            workers=workers,
-            progress=False,
-        )
-        adv = np.load(Path(tmp) / "adversarials.npz")["x_adv"]
+
+    def via_runner():
+        with tempfile.TemporaryDirectory() as tmp:
+            res = runner.run_attack(
+                spec,
+                cfg,
+                model,
+                ds,
+                tmp,
+                batch_size=-(-args.n // workers),
+                workers=workers,
+                progress=False,
+            )
+            return res, np.load(Path(tmp) / "adversarials.npz")["x_adv"]
+
+    runs = [via_runner() for _ in range(args.reps)]
+    res, adv = min(runs, key=lambda ra: ra[0]["summary"]["attack_seconds"])
     rows.append(
         summary(
             f"sparsejax runner ({workers} workers)",
@@ -201,16 +229,21 @@ def main():
     net.eval()
     for p in net.parameters():
         p.requires_grad_(False)
-    adv, passes, t_total = [], [], 0.0
-    for i in range(args.n):
-        xi = torch.from_numpy(x[i : i + 1].transpose(0, 3, 1, 2).copy())
-        t0 = time.perf_counter()
-        xa, _, c = torch_sparsefool(
-            xi, net, int(y[i]), torch.zeros_like(xi), torch.ones_like(xi), lambda_=LAMBDA
-        )
-        t_total += time.perf_counter() - t0
-        adv.append(xa.numpy().transpose(0, 2, 3, 1)[0])
-        passes.append(c.forwards + c.backwards)
+
+    def torch_run():
+        adv, passes, t_total = [], [], 0.0
+        for i in range(args.n):
+            xi = torch.from_numpy(x[i : i + 1].transpose(0, 3, 1, 2).copy())
+            t0 = time.perf_counter()
+            xa, _, c = torch_sparsefool(
+                xi, net, int(y[i]), torch.zeros_like(xi), torch.ones_like(xi), lambda_=LAMBDA
+            )
+            t_total += time.perf_counter() - t0
+            adv.append(xa.numpy().transpose(0, 2, 3, 1)[0])
+            passes.append(c.forwards + c.backwards)
+        return adv, passes, t_total
+
+    adv, passes, t_total = min((torch_run() for _ in range(args.reps)), key=lambda run: run[2])
     rows.append(
         summary(
             "pytorch-reference (batch 1)",
