@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_sparsefool import best_of, pass_costs  # noqa: E402
-from sparsejax import data, models, runner  # noqa: E402
+from sparsejax import data, metrics, models, runner  # noqa: E402
 from sparsejax.attacks import default_slots  # noqa: E402
 from sparsejax.attacks.sapf import SAPFConfig, sapf_batch  # noqa: E402
 
@@ -41,13 +41,10 @@ def main():
     ap.add_argument("--n", type=int, default=5)
     ap.add_argument("--reps", type=int, default=2, help="timed runs; the best is reported")
     args = ap.parse_args()
-    assets = data.assets_dir()
-    if assets is None:
-        raise SystemExit("needs ../shared/assets (or $SPARSEJAX_ASSETS)")
+    assets = data.require_assets()
     model = models.load("resnet20-cifar10", assets / WEIGHTS)
     ds = data.load_dataset("cifar10", n=args.n)
-    idx = np.repeat(np.arange(args.n), 9)
-    tgt = np.concatenate([[c for c in range(10) if c != y] for y in ds.y]).astype(np.int32)
+    idx, tgt = metrics.all_target_pairs(ds.y, 10)
     x, y, t = jnp.asarray(ds.x[idx]), jnp.asarray(ds.y[idx]), jnp.asarray(tgt)
     cfg = SAPFConfig()
     slots = default_slots(len(idx))

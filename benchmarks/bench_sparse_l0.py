@@ -76,9 +76,7 @@ def main():
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--reps", type=int, default=3, help="timed runs; the best is reported")
     args = ap.parse_args()
-    assets = data.assets_dir()
-    if assets is None:
-        raise SystemExit("needs ../shared/assets (or $SPARSEJAX_ASSETS)")
+    assets = data.require_assets()
     model = models.load("resnet20-cifar10", assets / WEIGHTS)
     ds = data.load_dataset("cifar10", n=args.n)
     x, y = jnp.asarray(ds.x), jnp.asarray(ds.y)

@@ -123,9 +123,7 @@ def main():
     from tests.torch_reference import CifarResNet
 
     torch.set_num_threads(2)
-    assets = data.assets_dir()
-    if assets is None:
-        raise SystemExit("needs ../shared/assets (or $SPARSEJAX_ASSETS)")
+    assets = data.require_assets()
     model = models.load("resnet20-cifar10", assets / WEIGHTS)
     ds = data.load_dataset("cifar10", n=args.n)
     x, y = ds.x, ds.y

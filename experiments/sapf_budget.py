@@ -31,15 +31,8 @@ from sparsejax import data, metrics, models
 from sparsejax.attacks.sapf import SAPFConfig, sapf_batch_details
 
 
-def pairs(x, y, num_classes):
-    """Every image repeated for each class other than its label."""
-    idx = np.repeat(np.arange(len(y)), num_classes - 1)
-    tgt = np.concatenate([[c for c in range(num_classes) if c != yi] for yi in y])
-    return idx, tgt.astype(np.int32)
-
-
 def measure(model, x, y, config: SAPFConfig, slots: int) -> dict:
-    idx, tgt = pairs(np.asarray(y), np.asarray(y), 10)
+    idx, tgt = metrics.all_target_pairs(np.asarray(y), 10)
     xs, ys, ts = jnp.asarray(x[idx]), jnp.asarray(y[idx]), jnp.asarray(tgt)
     fn = jax.jit(sapf_batch_details, static_argnames="slots")
     t0 = time.perf_counter()
@@ -96,9 +89,7 @@ def main():
     ap.add_argument("--slots", type=int, default=1)
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     args = ap.parse_args()
-    assets = data.assets_dir()
-    if assets is None:
-        raise SystemExit("needs ../shared/assets (or $SPARSEJAX_ASSETS)")
+    assets = data.require_assets()
     model = models.load("resnet20-cifar10", str(assets / "weights/cifar10/resnet20-12fca82f.th"))
     ds = data.load_dataset("cifar10", n=args.n)
     base = ast.literal_eval(args.base)

@@ -54,9 +54,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=50)
     args = ap.parse_args()
-    assets = data.assets_dir()
-    if assets is None:
-        raise SystemExit("needs ../shared/assets (or $SPARSEJAX_ASSETS)")
+    assets = data.require_assets()
     model = models.load("resnet20-cifar10", assets / WEIGHTS)
     ds = data.load_dataset("cifar10", n=args.n)
     rows = []

@@ -140,9 +140,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=100)
     args = ap.parse_args()
-    assets = data.assets_dir()
-    if assets is None:
-        raise SystemExit("needs ../shared/assets (or $SPARSEJAX_ASSETS)")
+    assets = data.require_assets()
     out = {"n": args.n}
     loaded = {}
     for key, (name, weights, dataset) in {"r20": R20, "lenet": LENET, "pgd": LENET_PGD}.items():

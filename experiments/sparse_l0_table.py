@@ -51,9 +51,7 @@ def main():
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--models", nargs="+", default=list(MODELS))
     args = ap.parse_args()
-    assets = data.assets_dir()
-    if assets is None:
-        raise SystemExit("needs ../shared/assets (or $SPARSEJAX_ASSETS)")
+    assets = data.require_assets()
     table = []
     for key in args.models:
         name, weights, dataset, _ = MODELS[key]

@@ -61,9 +61,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=100)
     args = ap.parse_args()
-    assets = data.assets_dir()
-    if assets is None:
-        raise SystemExit("needs ../shared/assets (or $SPARSEJAX_ASSETS)")
+    assets = data.require_assets()
     model = models.load("resnet20-cifar10", assets / "weights/cifar10/resnet20-12fca82f.th")
     ds = data.load_dataset("cifar10", n=args.n)
     lambdas = [1.0, 1.5, 2.0, 3.0, 4.0, 5.0]

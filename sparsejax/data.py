@@ -82,6 +82,16 @@ def assets_dir() -> Path | None:
     return None
 
 
+def require_assets() -> Path:
+    """:func:`assets_dir`, for scripts that cannot run without the real weights."""
+    found = assets_dir()
+    if found is None:
+        raise SparsejaxError(
+            f"needs the shared real assets: set ${ASSETS_ENV} or put them in ../shared/assets"
+        )
+    return found
+
+
 # ----------------------------------------------------------------------------------------
 # Conversions and file readers
 # ----------------------------------------------------------------------------------------

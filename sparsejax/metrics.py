@@ -91,6 +91,15 @@ def summarize(
     return out
 
 
+def all_target_pairs(labels, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(image index int64[M], target int32[M]): every image once per class but its label,
+    in image order, targets ascending (the pairs of SAPF's Table 1 protocol)."""
+    labels = np.asarray(labels)
+    pairs = [(i, t) for i, y in enumerate(labels) for t in range(num_classes) if t != y]
+    image, target = zip(*pairs, strict=True) if pairs else ((), ())
+    return np.asarray(image, np.int64), np.asarray(target, np.int32)
+
+
 def target_cases(
     image: np.ndarray,
     success: np.ndarray,

@@ -168,9 +168,7 @@ def plan_targets(mode: str | None, labels: np.ndarray, clean_logits: np.ndarray,
         shift = np.asarray(jax.random.randint(key, (n,), 1, k))  # label + [1, K-1] mod K
         return pos, ((labels + shift) % k).astype(np.int32)
     if mode == "all":
-        pairs = [(i, t) for i in range(n) for t in range(k) if t != labels[i]]
-        p, t = zip(*pairs, strict=True) if pairs else ((), ())
-        return np.asarray(p, np.int64), np.asarray(t, np.int32)
+        return metrics.all_target_pairs(labels, k)
     raise SparsejaxError(f"--targeted {mode!r}: choose one of {', '.join(TARGET_MODES)}")
 
 

@@ -114,6 +114,14 @@ def test_unavailable_dataset_says_what_was_tried(tmp_path, monkeypatch):
     assert "local files: no CIFAR-10 python batches" in msg
 
 
+def test_require_assets_names_where_to_put_them(monkeypatch, tmp_path):
+    monkeypatch.setattr(data, "assets_dir", lambda: None)
+    with pytest.raises(SparsejaxError, match="SPARSEJAX_ASSETS"):
+        data.require_assets()
+    monkeypatch.setattr(data, "assets_dir", lambda: tmp_path)
+    assert data.require_assets() == tmp_path
+
+
 def test_cifar10_python_batches(tmp_path):
     import pickle
 

@@ -43,3 +43,11 @@ def test_target_cases_with_no_success():
     )
     assert c["best"]["success_rate"] == 0.0 and c["best"]["l2"] is None
     assert c["worst"]["success_rate"] == 0.0 and c["average"]["l2"] is None
+
+
+def test_all_target_pairs():
+    image, target = metrics.all_target_pairs(np.array([2, 0]), 3)
+    assert image.tolist() == [0, 0, 1, 1] and target.tolist() == [0, 1, 1, 2]
+    assert image.dtype == np.int64 and target.dtype == np.int32
+    image, target = metrics.all_target_pairs(np.array([], np.int32), 10)
+    assert image.shape == target.shape == (0,)

@@ -442,8 +442,7 @@ def test_resnet20_cifar10_all_targets(assets):
 
     model = models.load("resnet20-cifar10", str(assets / "weights/cifar10/resnet20-12fca82f.th"))
     ds = data.load_dataset("cifar10", n=10)
-    idx = np.repeat(np.arange(10), 9)
-    tgt = np.concatenate([[c for c in range(10) if c != yi] for yi in ds.y]).astype(np.int32)
+    idx, tgt = metrics.all_target_pairs(ds.y, 10)
     x, y = jnp.asarray(ds.x[idx]), jnp.asarray(ds.y[idx])
     cfg = S.SAPFConfig(k=200.0, lambda1=0.1, delta_steps=100, g_steps=100, finetune_steps=50)
     r, d = attack(model.logits_fn, x, y, cfg, jnp.asarray(tgt))
