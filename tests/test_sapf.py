@@ -16,7 +16,7 @@ from sparsejax.attacks import sapf_weights as W
 from sparsejax.attacks.common import Status
 from sparsejax.errors import SparsejaxError
 from sparsejax.sweep import sweep_config
-from tests.helpers import count_compilations
+from tests.helpers import assert_results_equal, count_compilations
 from tests.reference import sapf_np as R
 
 N = 24
@@ -209,8 +209,7 @@ def test_soft_cardinality_reports_selected_positions(batch):
 def test_deterministic(batch, result):
     model, x, y, t = batch
     again = run(model.logits_fn, x, y, CFG, t)
-    for a, b in zip(jax.tree.leaves(result), jax.tree.leaves(again), strict=True):
-        np.testing.assert_array_equal(a, b)
+    assert_results_equal(result, again)
 
 
 def test_slots_vmap_and_python_loop_agree(batch, result):
