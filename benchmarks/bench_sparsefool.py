@@ -100,16 +100,17 @@ def _timed(fn, *a):
 
 
 def best_of(reps, run, between=None):
-    """(min seconds, last result) over ``reps`` calls of ``run()``; ``between()`` runs after
-    each call (e.g. the floor measurement), and its results are returned as a list."""
-    best, out, extra = float("inf"), None, []
+    """(min seconds, last result, ``between()`` results, seconds of every call) over ``reps``
+    calls of ``run()``. ``between()`` runs right after each call (the pass costs), so that
+    each run can also be set against a floor measured in the same minute of the VM."""
+    out, extra, times = None, [], []
     for _ in range(reps):
         t0 = time.perf_counter()
         out = run()
-        best = min(best, time.perf_counter() - t0)
+        times.append(time.perf_counter() - t0)
         if between is not None:
             extra.append(between())
-    return best, out, extra
+    return min(times), out, extra, times
 
 
 def main():
@@ -138,7 +139,7 @@ def main():
     compile_s = time.perf_counter() - t0
     k = 9  # VJP rows per DeepFool step on 10 classes
     xj, yj = jnp.asarray(x), jnp.asarray(y)
-    jax_s, r, measured = best_of(
+    jax_s, r, measured, _ = best_of(
         args.reps,
         lambda: jax.block_until_ready(compiled(model.logits_fn, xj, yj, cfg)),
         lambda: {s_: pass_costs(model, x, s_, k) for s_ in sorted({1, 2, 4, 8, slots})},
