@@ -3,6 +3,8 @@
 - :func:`heaviside`: the exact step H(x) = 1[x > 0] forward, with the Gaussian surrogate
   q_a(x) = exp(-(x/a)^2) / (|a| sqrt(pi)) as its derivative (Lin et al., Eqs. 9, 12, 18).
 - :func:`gaussian_surrogate`: q_a itself, the analytic formula the tests compare against.
+- :func:`vdot`, :func:`l2`: full-precision inner products and norms (they decide signs and
+  argmins, so CPU and GPU take the same branches).
 """
 
 from __future__ import annotations
@@ -13,6 +15,17 @@ import jax
 import jax.numpy as jnp
 
 _SQRT_PI = math.sqrt(math.pi)
+HIGHEST = jax.lax.Precision.HIGHEST
+
+
+def vdot(a, b):
+    """Full-precision inner product of two same-shape arrays (decides signs and argmins)."""
+    return jnp.dot(a.ravel(), b.ravel(), precision=HIGHEST)
+
+
+def l2(a):
+    """ℓ2 norm at full precision."""
+    return jnp.sqrt(vdot(a, a))
 
 
 def gaussian_surrogate(x, a):
