@@ -28,10 +28,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import sparsejax  # noqa: E402
 from benchmarks.bench_sparsefool import best_of, pass_costs  # noqa: E402
 from sparsejax import data, metrics, models, runner  # noqa: E402
-from sparsejax.attacks import default_slots  # noqa: E402
-from sparsejax.attacks.sapf import SAPFConfig, sapf_batch  # noqa: E402
+from sparsejax.attacks import SAPFConfig, Schedule, sapf  # noqa: E402
+from sparsejax.attacks.engine import default_schedule  # noqa: E402
 
 WEIGHTS = "weights/cifar10/resnet20-12fca82f.th"
 
@@ -47,11 +48,11 @@ def main():
     idx, tgt = metrics.all_target_pairs(ds.y, 10)
     x, y, t = jnp.asarray(ds.x[idx]), jnp.asarray(ds.y[idx]), jnp.asarray(tgt)
     cfg = SAPFConfig()
-    slots = default_slots(len(idx))
-
-    fn = jax.jit(sapf_batch, static_argnames="slots")
+    slots = default_schedule(sapf.algorithm).width
+    schedule = Schedule("queue", slots)
+    fn = jax.jit(lambda f, x, y, c, t: sapf(f, x, y, c, targets=t, schedule=schedule))
     t0 = time.perf_counter()
-    compiled = fn.lower(model.logits_fn, x, y, cfg, t, slots=slots).compile()
+    compiled = fn.lower(model.logits_fn, x, y, cfg, t).compile()
     compile_s = time.perf_counter() - t0
     wall, r, measured, walls = best_of(
         args.reps,
@@ -82,12 +83,12 @@ def main():
     }
     print(one, flush=True)
 
-    spec = runner.get_attack("sapf")
+    spec = sparsejax.attacks.get("sapf")
     workers = runner.default_workers()
     with tempfile.TemporaryDirectory() as tmp:
         res = runner.run_attack(
             spec,
-            runner.make_config(spec, [], True),
+            cfg,
             model,
             ds,
             tmp,

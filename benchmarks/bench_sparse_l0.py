@@ -28,15 +28,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import sparsejax  # noqa: E402
 from benchmarks.bench_sparsefool import best_of, pass_costs  # noqa: E402
 from sparsejax import data, models, runner  # noqa: E402
-from sparsejax.attacks import (  # noqa: E402
-    SparseFoolConfig,
-    SparseL0Config,
-    default_slots,
-    sparse_l0_batch,
-    sparsefool_batch,
-)
+from sparsejax.attacks import SparseFoolConfig, SparseL0Config, sparse_l0, sparsefool  # noqa: E402
 
 WEIGHTS = "weights/cifar10/resnet20-12fca82f.th"
 
@@ -85,7 +80,7 @@ def main():
     # Lin et al.: one call, every image in lockstep.
     cfg = SparseL0Config()
     r, secs, comp, measured = one_call(
-        sparse_l0_batch, model, x, y, cfg, args.reps, lambda: pass_costs(model, ds.x, args.n, 1)
+        sparse_l0, model, x, y, cfg, args.reps, lambda: pass_costs(model, ds.x, args.n, 1)
     )
     costs = (min(m[0] for _, m in measured), min(m[1] for _, m in measured))
     fw, bw = np.asarray(r.forwards), np.asarray(r.backwards)
@@ -114,13 +109,12 @@ def main():
 
     # SparseFool on the same images.
     r, secs, comp, _ = one_call(
-        sparsefool_batch,
+        sparsefool,
         model,
         x,
         y,
         SparseFoolConfig(lambda_=3.0),
         args.reps,
-        slots=default_slots(args.n),
     )
     rows.append(
         row(
@@ -133,17 +127,17 @@ def main():
     import tempfile
 
     workers = runner.default_workers()
-    for name, attack, sets in (
-        ("Lin et al.", "sparse-l0", []),
-        ("SparseFool λ=3", "sparsefool", ["lambda_=3.0"]),
+    for name, attack, config in (
+        ("Lin et al.", "sparse-l0", SparseL0Config()),
+        ("SparseFool λ=3", "sparsefool", SparseFoolConfig(lambda_=3.0)),
     ):
-        spec = runner.get_attack(attack)
+        spec = sparsejax.attacks.get(attack)
 
-        def via_runner(spec=spec, sets=sets):
+        def via_runner(spec=spec, config=config):
             with tempfile.TemporaryDirectory() as tmp:
                 return runner.run_attack(
                     spec,
-                    runner.make_config(spec, sets, False),
+                    config,
                     model,
                     ds,
                     tmp,

@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.torch_sparsefool import sparsefool as torch_sparsefool  # noqa: E402
 from sparsejax import data, models  # noqa: E402
-from sparsejax.attacks import SparseFoolConfig, default_slots, sparsefool_batch  # noqa: E402
-from sparsejax.attacks.common import logits_and_rows, single_logits  # noqa: E402
+from sparsejax.attacks import Schedule, SparseFoolConfig, sparsefool  # noqa: E402
+from sparsejax.attacks.engine import Classifier, default_schedule  # noqa: E402
 
 WEIGHTS = "weights/cifar10/resnet20-12fca82f.th"
 LAMBDA = 3.0
@@ -67,16 +67,16 @@ def summary(name, x, y, x_adv, seconds, model, extra=None):
 def pass_costs(model, x, slots, k, reps=7, iters=30):
     """Per-example seconds of one forward pass and of one VJP row, on ``slots`` lanes
     inside a compiled loop (the way the attack runs them); best of ``reps``."""
-    f = model.logits_fn
     lanes = jnp.asarray(x[:slots])
+    f = Classifier(model.logits_fn, lanes.shape[1:])
     rows = lambda logits: jax.nn.one_hot(jnp.argsort(-logits)[:k], logits.shape[0])
 
     def fwd_body(_, z):
-        s = jax.vmap(lambda xi: single_logits(f, xi).sum())(z)  # [S]
+        s = jax.vmap(lambda xi: f.logits(xi).sum())(z)  # [S]
         return z + 1e-12 * s[:, None, None, None]
 
     def jac_body(_, z):
-        return z + 1e-12 * jax.vmap(lambda xi: logits_and_rows(f, xi, rows)[2].sum(0))(z)
+        return z + 1e-12 * jax.vmap(lambda xi: f.logits_and_rows(xi, rows)[2].sum(0))(z)
 
     fns = {
         name: jax.jit(lambda z, body=body: jax.lax.fori_loop(0, iters, body, z))
@@ -131,11 +131,12 @@ def main():
     rows = []
 
     # --- sparsejax: one jitted call over the batch, freed slots refilled
-    slots = default_slots(args.n)
-    fn = jax.jit(sparsefool_batch, static_argnames="slots")
+    slots = default_schedule(sparsefool.algorithm).width
+    schedule = Schedule("queue", slots)
+    fn = jax.jit(lambda f, x, y, c: sparsefool(f, x, y, c, schedule=schedule))
     cfg = SparseFoolConfig(lambda_=LAMBDA)
     t0 = time.perf_counter()
-    compiled = fn.lower(model.logits_fn, jnp.asarray(x), jnp.asarray(y), cfg, slots=slots).compile()
+    compiled = fn.lower(model.logits_fn, jnp.asarray(x), jnp.asarray(y), cfg).compile()
     compile_s = time.perf_counter() - t0
     k = 9  # VJP rows per DeepFool step on 10 classes
     xj, yj = jnp.asarray(x), jnp.asarray(y)
@@ -186,7 +187,7 @@ def main():
 
     from sparsejax import runner
 
-    spec = runner.get_attack("sparsefool")
+    spec = runner.get_attack("sparsefool")  # = sparsejax.attacks.get
     workers = runner.default_workers()
 
     def via_runner():

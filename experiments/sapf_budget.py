@@ -28,18 +28,20 @@ import jax.numpy as jnp
 import numpy as np
 
 from sparsejax import data, metrics, models
-from sparsejax.attacks.sapf import SAPFConfig, sapf_batch_details
+from sparsejax.attacks import SAPFConfig, Schedule, Status, sapf
 
 
 def measure(model, x, y, config: SAPFConfig, slots: int) -> dict:
     idx, tgt = metrics.all_target_pairs(np.asarray(y), 10)
     xs, ys, ts = jnp.asarray(x[idx]), jnp.asarray(y[idx]), jnp.asarray(tgt)
-    fn = jax.jit(sapf_batch_details, static_argnames="slots")
+    schedule = Schedule("queue", slots)
+    fn = jax.jit(lambda f, x, y, c, t: sapf(f, x, y, c, targets=t, schedule=schedule))
     t0 = time.perf_counter()
-    compiled = fn.lower(model.logits_fn, xs, ys, config, ts, slots=slots).compile()
+    compiled = fn.lower(model.logits_fn, xs, ys, config, ts).compile()
     t1 = time.perf_counter()
-    res, det = compiled(model.logits_fn, xs, ys, config, ts)
+    res = compiled(model.logits_fn, xs, ys, config, ts)
     jax.block_until_ready(res)
+    det = res.stats
     t2 = time.perf_counter()
     ok = np.asarray(res.success)
     correct = np.asarray(res.clean_pred) == np.asarray(ys)
@@ -74,8 +76,11 @@ def measure(model, x, y, config: SAPFConfig, slots: int) -> dict:
         "lambda1_used": sorted({round(float(v), 6) for v in np.asarray(det.lambda1)[ok]}),
         "card_gap": float(np.mean(np.abs(np.asarray(det.g_sum) - float(config.k))[correct])),
         "selected": float(np.mean(np.asarray(det.selected)[correct])),
-        "diverged": int(np.asarray(det.diverged).sum()),
-        "status_counts": np.bincount(np.asarray(res.status), minlength=6).tolist(),
+        "diverged": int(np.sum(np.asarray(res.status) == Status.NONFINITE)),
+        "status_counts": {
+            Status(int(c)).name: int(n)
+            for c, n in zip(*np.unique(np.asarray(res.status), return_counts=True), strict=True)
+        },
         "compile_s": t1 - t0,
         "time_per_pair_s": (t2 - t1) / max(1, int(correct.sum())),
     }
@@ -96,7 +101,7 @@ def main():
     rows = []
     for text in args.overrides or ["{}"]:
         over = {**base, **ast.literal_eval(text)}
-        cfg = dataclasses.replace(SAPFConfig(), **over)
+        cfg = dataclasses.replace(SAPFConfig(), **over)  # modes are checked here
         cfg.validate()
         r = measure(model, ds.x, ds.y, cfg, args.slots)
         r["overrides"] = over

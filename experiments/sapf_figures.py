@@ -22,10 +22,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import sparsejax
 from sparsejax import data, metrics, models, plots
-from sparsejax.attacks.sapf import SAPFConfig, sapf_batch
-from sparsejax.attacks.sapf_weights import local_mean_std, slic_segments, visual_weights
-from sparsejax.sweep import sweep, sweep_config
+from sparsejax.attacks import SAPFConfig, SAPFGSConfig, SAPFVIConfig, sapf, sapf_gs, sapf_vi
+from sparsejax.attacks._sapf_weights import local_mean_std, slic_segments, visual_weights
 
 HERE = Path(__file__).parent
 WEIGHTS = "weights/cifar10/resnet20-12fca82f.th"
@@ -63,22 +63,23 @@ def summary(r, x, y, j=None):
 def k_sweep(model, xs, ys, ts):
     t0 = time.perf_counter()
     r = jax.block_until_ready(
-        sweep(sapf_batch, model.logits_fn, xs, ys, SAPFConfig(), targets=ts, k=K_VALUES)
+        sparsejax.sweep(
+            sapf, model.logits_fn, xs, ys, SAPFConfig(), values={"k": K_VALUES}, targets=ts
+        )
     )
     rows = [{"k": k, **summary(r, xs, ys, j)} for j, k in enumerate(K_VALUES)]
     return rows, time.perf_counter() - t0
 
 
 def group_sparsity(model, xs, ys, ts, seg):
-    cfg, axes = sweep_config(SAPFConfig(), lambda2=LAMBDA2)
     fn = jax.jit(
-        jax.vmap(
-            lambda c: sapf_batch(model.logits_fn, xs, ys, c, targets=ts, segments=seg),
-            in_axes=(axes,),
+        lambda v: sparsejax.sweep(
+            sapf_gs, model.logits_fn, xs, ys, SAPFGSConfig(), values={"lambda2": v},
+            targets=ts, segments=seg,
         )
-    )
+    )  # fmt: skip
     t0 = time.perf_counter()
-    r = jax.block_until_ready(fn(cfg))
+    r = jax.block_until_ready(fn(jnp.asarray(LAMBDA2)))
     seconds = time.perf_counter() - t0
     rows = []
     for j, lam2 in enumerate(LAMBDA2):
@@ -96,14 +97,12 @@ def group_sparsity(model, xs, ys, ts, seg):
 
 
 def visual_imperceptibility(model, xs, ys, ts):
-    w = jnp.stack([jnp.asarray(visual_weights(np.asarray(xs), kind)) for kind in KINDS])
     fn = jax.jit(
-        jax.vmap(
-            lambda wi: sapf_batch(model.logits_fn, xs, ys, SAPFConfig(), targets=ts, weights=wi)
-        )
+        lambda wi: sapf_vi(model.logits_fn, xs, ys, SAPFVIConfig(), targets=ts, weights=wi)
     )
     t0 = time.perf_counter()
-    r = jax.block_until_ready(fn(w))
+    runs = [fn(jnp.asarray(visual_weights(np.asarray(xs), kind))) for kind in KINDS]
+    r = jax.block_until_ready(jax.tree.map(lambda *a: jnp.stack(a), *runs))
     seconds = time.perf_counter() - t0
     _, std = local_mean_std(np.asarray(xs))  # texture around each element
     flat = std < np.median(std, axis=(1, 2, 3), keepdims=True)

@@ -23,10 +23,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import sparsejax
 from sparsejax import data, metrics, models, plots
-from sparsejax.attacks.common import single_logits
-from sparsejax.attacks.sparse_l0 import SparseL0Config, sparse_l0_batch
-from sparsejax.sweep import sweep
+from sparsejax.attacks import SparseL0Config, sparse_l0
 
 HERE = Path(__file__).parent
 R20 = ("resnet20-cifar10", "weights/cifar10/resnet20-12fca82f.th", "cifar10")
@@ -59,7 +58,7 @@ def run_sweep(model, ds, base, field, values):
     x, y = jnp.asarray(ds.x), jnp.asarray(ds.y)
     t0 = time.perf_counter()
     r = jax.block_until_ready(
-        sweep(sparse_l0_batch, model.logits_fn, x, y, base, **{field: values})
+        sparsejax.sweep(sparse_l0, model.logits_fn, x, y, base, values={field: values})
     )
     seconds = time.perf_counter() - t0
     rows = [
@@ -72,7 +71,7 @@ def run_sweep(model, ds, base, field, values):
 def run_one(model, ds, config):
     x, y = jnp.asarray(ds.x), jnp.asarray(ds.y)
     t0 = time.perf_counter()
-    r = jax.block_until_ready(jax.jit(sparse_l0_batch)(model.logits_fn, x, y, config))
+    r = jax.block_until_ready(jax.jit(sparse_l0)(model.logits_fn, x, y, config))
     s = stats(model, ds, r.x_adv, r.success, r.clean_pred, r.iterations)
     s["seconds_with_compile"] = time.perf_counter() - t0
     return s
@@ -92,6 +91,9 @@ def released_code_attack(
 
     def ce(z, t):
         return -jax.nn.log_softmax(z)[t]
+
+    def single_logits(fn, z):
+        return fn(z[None])[0]
 
     def fgsm_round(_, carry):
         g_sum, adv = carry

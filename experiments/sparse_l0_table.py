@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sparsejax import data, models, plots, runner
+from sparsejax import attacks, data, models, plots, runner
 
 HERE = Path(__file__).parent
 
@@ -35,14 +35,18 @@ MODELS = {
 
 
 def runs_for(key):
-    """(label, attack, --set overrides, targeted mode) rows for one model."""
+    """(label, attack, config, targeted mode, run tag) rows for one model."""
     lam = MODELS[key][3]
     rows = []
     for tgt in (None, "least-likely"):
-        rows.append(("Lin et al. (paper defaults)", "sparse-l0", [], tgt))
+        rows.append(("Lin et al. (paper defaults)", "sparse-l0", attacks.SparseL0Config(), tgt, ""))
         if key == "lenet5":
-            rows.append(("Lin et al., directional box", "sparse-l0", ["box=directional"], tgt))
-        rows.append((f"SparseFool λ={lam:g}", "sparsefool", [f"lambda_={lam}"], tgt))
+            directional = attacks.SparseL0Config(box="directional")
+            rows.append(
+                ("Lin et al., directional box", "sparse-l0", directional, tgt, "directional")
+            )
+        cfg = attacks.SparseFoolConfig(lambda_=lam)
+        rows.append((f"SparseFool λ={lam:g}", "sparsefool", cfg, tgt, f"{lam}"))
     return rows
 
 
@@ -57,10 +61,9 @@ def main():
         name, weights, dataset, _ = MODELS[key]
         model = models.load(name, assets / weights)
         ds = data.load_dataset(dataset, n=args.n)
-        for label, attack, sets, tgt in runs_for(key):
-            spec = runner.get_attack(attack)
-            config = runner.make_config(spec, sets, targeted=tgt is not None)
-            tag = "_".join([attack, key, tgt or "untargeted", *[s.split("=")[1] for s in sets]])
+        for label, attack, config, tgt, variant in runs_for(key):
+            spec = attacks.get(attack)
+            tag = "_".join(t for t in (attack, key, tgt or "untargeted", variant) if t)
             out = HERE / "runs" / tag
             res = runner.run_attack(
                 spec, config, model, ds, out, batch_size=50, target_mode=tgt, overwrite=True
@@ -91,7 +94,7 @@ def main():
                 f"{row['median_l0_pixels']} px  {row['time_per_sample_s']:.3f} s/img",
                 flush=True,
             )
-            if attack == "sparse-l0" and tgt is None and (key == "resnet20" or sets):
+            if attack == "sparse-l0" and tgt is None and (key == "resnet20" or variant):
                 adv = np.load(out / "adversarials.npz")["x_adv"]
                 pos = [i for i, e in enumerate(res["examples"]) if e["success"]][:5]
                 plots.examples_figure(

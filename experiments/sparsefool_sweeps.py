@@ -20,8 +20,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import sparsejax
 from sparsejax import data, metrics, models, plots
-from sparsejax.attacks import SparseFoolConfig, sparsefool_sweep
+from sparsejax.attacks import SparseFoolConfig, sparsefool
 
 HERE = Path(__file__).parent
 
@@ -29,7 +30,9 @@ HERE = Path(__file__).parent
 def run_sweep(model, ds, base, field, values):
     """One compiled call: every (value, image) pair in the same refill queue."""
     x, y, v = jnp.asarray(ds.x), jnp.asarray(ds.y), jnp.asarray(values, jnp.float32)
-    fn = jax.jit(lambda v: sparsefool_sweep(model.logits_fn, x, y, base, **{field: v}))
+    fn = jax.jit(
+        lambda v: sparsejax.sweep(sparsefool, model.logits_fn, x, y, base, values={field: v})
+    )
     t0 = time.perf_counter()
     compiled = fn.lower(v).compile()
     t_compile = time.perf_counter() - t0

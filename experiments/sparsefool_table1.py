@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from sparsejax import data, models, plots, runner
+from sparsejax import attacks, data, models, plots, runner
 
 HERE = Path(__file__).parent
 ROWS = [
@@ -54,12 +54,12 @@ def main():
     ap.add_argument("--n", type=int, default=500)
     args = ap.parse_args()
     assets = data.require_assets()
-    spec = runner.get_attack("sparsefool")
+    spec = attacks.get("sparsefool")
     rows = []
     for label, name, weights, dataset, lam in ROWS:
         model = models.load(name, assets / weights)
         ds = data.load_dataset(dataset, n=args.n)
-        config = runner.make_config(spec, [f"lambda_={lam}"], targeted=False)
+        config = attacks.SparseFoolConfig(lambda_=lam)
         out = HERE / "runs" / f"sparsefool_{Path(weights).stem}_lambda{lam:g}"
         res = runner.run_attack(spec, config, model, ds, out, batch_size=100, overwrite=True)
         s = res["summary"]
@@ -86,7 +86,7 @@ def main():
                         "mean_linf",
                         "time_per_sample_s",
                         "model_evals_per_sample",
-                        "compile_seconds",
+                        "compile_s",
                     )
                 },
                 "iterations_mean": sum(

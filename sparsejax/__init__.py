@@ -1,10 +1,13 @@
 """sparsejax: sparse (few-pixel, l0) adversarial attacks in JAX.
 
 Images are float32 NHWC in pixel space [0, 1]; models carry their normalization inside a
-pure ``logits_fn(x: [B, H, W, C]) -> [B, K]`` (SPEC §1).
+pure ``logits_fn(x: [B, H, W, C]) -> [B, K]`` (SPEC §1). Attacks live in
+:mod:`sparsejax.attacks`, all with one signature; :func:`sweep` runs one over any traced
+config field in one call.
 """
 
-from sparsejax import data, models
+from sparsejax import attacks, data, models
+from sparsejax.attacks.engine import sweep
 from sparsejax.data import Dataset, load_dataset
 from sparsejax.errors import (
     CheckpointError,
@@ -14,7 +17,7 @@ from sparsejax.errors import (
 )
 from sparsejax.models import Model, load
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 __all__ = [
     "CheckpointError",
@@ -23,8 +26,10 @@ __all__ = [
     "Model",
     "SparsejaxError",
     "UnknownNameError",
+    "attacks",
     "data",
     "load",
     "load_dataset",
     "models",
+    "sweep",
 ]

@@ -1,16 +1,19 @@
 """The ``sparsejax`` command (SPEC §5).
 
-Sub-commands: ``models``, ``datasets``, ``port``, ``eval``, ``train`` and ``demo`` (the
-README's main job). Bad input (names, paths, shapes, labels, ``--set`` values) stops with a
-one-line ``sparsejax: error: ...`` and exit status 2, before anything is compiled.
+Sub-commands: ``attack``, ``attacks``, ``models``, ``datasets``, ``port``, ``eval``,
+``train`` and ``demo`` (the README's main job). Bad input (names, paths, shapes, labels,
+``--set`` values) stops with a one-line ``sparsejax: error: ...`` and exit status 2, before
+anything is compiled. Ctrl-C keeps the finished batches of a run, says so in one line and
+exits with status 130. JAX's persistent compilation cache is on (``--no-compile-cache`` or
+``SPARSEJAX_NO_COMPILE_CACHE=1`` turns it off), so a second run of the same job does not
+compile again.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
-import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -105,27 +108,24 @@ def cmd_port(args) -> int:
     return 0
 
 
-def evaluate(model, ds, batch_size: int = 500, progress: bool = True) -> dict:
-    t0 = time.perf_counter()
-    logits = model.predict(ds.x, batch_size=batch_size, progress=progress)
-    pred = logits.argmax(1)
-    return {
-        "model": model.name,
-        "weights": model.weights,
-        "dataset": ds.name,
-        "split": ds.split,
-        "source": ds.source,
-        "n": len(ds),
-        "accuracy": float((pred == ds.y).mean()),
-        "seconds": time.perf_counter() - t0,
-    }
+def _check_out_file(path: str) -> Path:
+    """A file we can write (checked before any work): its folder is created if needed."""
+    from sparsejax.runner.store import check_writable
+
+    out = Path(path)
+    if out.is_dir():
+        raise SparsejaxError(f"--out {out}: is a directory; give a file name")
+    check_writable(out.parent if str(out.parent) else Path("."), what=f"--out {out}: folder")
+    return out
 
 
 def cmd_eval(args) -> int:
-    from sparsejax import io
+    from sparsejax import io, metrics
 
+    if args.out:
+        _check_out_file(args.out)
     model, ds = _load_model_and_data(args)
-    res = evaluate(model, ds, args.batch_size)
+    res = metrics.clean_evaluation(model, ds, args.batch_size)
     print(
         f"{model.name} on {res['n']} {ds.name}/{ds.split} images ({ds.source}): "
         f"clean accuracy {res['accuracy']:.4f}"
@@ -135,152 +135,117 @@ def cmd_eval(args) -> int:
     return 0
 
 
-def _train(model_name: str, dataset: str, out: Path, epochs: int, seed: int, force: bool):
-    """Trains (or reuses an identical earlier run) and saves a Flax checkpoint at ``out``."""
-    from sparsejax import data, io, models, train
-    from sparsejax.models import checkpoint
-
-    config = train.TrainConfig(epochs=epochs, seed=seed)
-    meta = {
-        "trained_on": dataset,
-        "train_config": json.dumps(dataclasses.asdict(config), sort_keys=True),
-    }
-    if out.is_file() and not force:
-        name, _, old_meta = checkpoint.read(out)
-        if (
-            name == model_name
-            and old_meta.get("train_config") == meta["train_config"]
-            and old_meta.get("trained_on") == dataset
-        ):
-            print(f"reusing {out} (same model, data and training config; --force to retrain)")
-            return models.load(model_name, out)
-    train_ds = data.load_dataset(dataset, split="train")
-    model, report = train.train_classifier(model_name, train_ds, config)
-    meta.update(train_accuracy=report.train_accuracy, train_seconds=report.seconds)
-    checkpoint.save(out, model_name, model.variables, meta)
-    io.write_json(
-        out.with_suffix(".train.json"),
-        {
-            "model": model_name,
-            "dataset": dataset,
-            "config": dataclasses.asdict(config),
-            "train_accuracy": report.train_accuracy,
-            "epoch_losses": list(report.losses),
-            "seconds": report.seconds,
-            "versions": io.versions(),
-        },
-    )
-    print(
-        f"trained {model_name} on {len(train_ds)} {dataset}/train images in "
-        f"{report.seconds:.1f} s (train accuracy {report.train_accuracy:.4f}) -> {out}"
-    )
-    return models.load(model_name, out)
-
-
 def cmd_train(args) -> int:
-    from sparsejax import data, models
+    from sparsejax import data, models, train
 
     models.get_spec(args.model)
     data.check_dataset_name(args.dataset)
-    _train(args.model, args.dataset, Path(args.out), args.epochs, args.seed, args.force)
+    _check_out_file(args.out)
+    train.train_or_reuse(args.model, args.dataset, args.out, args.epochs, args.seed, args.force)
     return 0
 
 
 def cmd_demo(args) -> int:
     """The main job: train the embedded default model on real offline data, evaluate it,
     attack it with SparseFool (λ = 1, as the paper on MNIST) and report as Table 1."""
-    from sparsejax import data, io, runner
+    from sparsejax import attacks, data, io, metrics, runner, train
 
     t0 = time.perf_counter()
     out = Path(args.out)
-    model = _train(
-        DEFAULT_MODEL,
-        DEFAULT_DATASET,
-        out / f"{DEFAULT_MODEL}.msgpack",
-        args.epochs,
-        args.seed,
-        args.force,
-    )
+    model = train.train_or_reuse(
+        DEFAULT_MODEL, DEFAULT_DATASET, out / f"{DEFAULT_MODEL}.msgpack", args.epochs,
+        args.seed, args.force,
+    )  # fmt: skip
     ds = data.load_dataset(DEFAULT_DATASET, split="test")
-    res = evaluate(model, ds)
+    res = metrics.clean_evaluation(model, ds)
     io.write_json(out / "eval.json", {**res, "versions": io.versions()})
     print(
         f"{model.name} on {res['n']} held-out {ds.name} images: clean accuracy "
         f"{res['accuracy']:.4f}"
     )
-    spec = runner.get_attack("sparsefool")
-    config = runner.make_config(spec, ["lambda_=1.0"], targeted=False)
+    spec = attacks.get("sparsefool")
     attack_out = out / "sparsefool"
-    att = runner.run_attack(spec, config, model, ds, attack_out, batch_size=len(ds), overwrite=True)
+    att = runner.run_attack(
+        spec, attacks.SparseFoolConfig(lambda_=1.0), model, ds, attack_out,
+        batch_size=len(ds), overwrite=True,
+    )  # fmt: skip
     print("SparseFool (Modas et al., CVPR 2019), Table 1 columns:")
     print(runner.table1_row(att))
-    _examples_figure(att, ds, attack_out)
+    print(f"compilation {att['summary']['compile_s']:.1f} s (cached across runs)")
+    fig = runner.examples_figure(att, ds, attack_out)
+    if fig:
+        print(f"examples figure: {fig}")
     print(f"demo finished in {time.perf_counter() - t0:.1f} s; results in {out}/")
     return 0
 
 
 def cmd_attack(args) -> int:
-    from sparsejax import data, models, runner
-    from sparsejax.validation import check_images, check_labels
+    from sparsejax import attacks, data, models, runner
 
-    spec = runner.get_attack(args.attack)
+    spec = attacks.get(args.attack)
     models.get_spec(args.model)
     data.check_dataset_name(args.dataset)
     config = runner.make_config(spec, args.set, targeted=args.targeted is not None)
+    runner.plan.check_request(
+        spec, config, target_mode=args.targeted, seed=args.seed, batch_size=args.batch_size,
+        slots=args.slots, workers=args.workers,
+    )  # fmt: skip
+    runner.store.check_writable(args.out)
     model, ds = _load_model_and_data(args)
-    check_images(ds.x, model, what=f"dataset {args.dataset!r}")
-    check_labels(ds.y, len(ds), model.num_classes)
-    res = runner.run_attack(
-        spec,
-        config,
-        model,
-        ds,
-        args.out,
-        batch_size=args.batch_size,
-        slots=args.slots,
-        target_mode=args.targeted,
-        seed=args.seed,
-        overwrite=args.overwrite,
-        workers=args.workers,
-    )
+    try:
+        res = runner.run_attack(
+            spec, config, model, ds, args.out, batch_size=args.batch_size, slots=args.slots,
+            target_mode=args.targeted, seed=args.seed, overwrite=args.overwrite,
+            workers=args.workers,
+        )  # fmt: skip
+    except runner.Interrupted as e:
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # another Ctrl-C changes nothing now
+        print(
+            f"\nsparsejax: interrupted: {e.done} of {e.total} batches saved in {args.out}; "
+            "run the same command to resume",
+            file=sys.stderr,
+            flush=True,
+        )
+        sys.stdout.flush()
+        os._exit(130)  # no waiting for the compiled calls still running: their work is lost
     print(runner.table1_row(res))
     if res["summary"].get("cases"):
         print(runner.cases_table(res))
+    s = res["summary"]
+    if s.get("compile_s") is not None:
+        print(f"compilation {s['compile_s']:.1f} s, attack {s['attack_seconds']:.1f} s")
     if args.figure and res["examples"]:
-        _examples_figure(res, ds, Path(args.out))
+        fig = runner.examples_figure(res, ds, Path(args.out))
+        if fig:
+            print(f"examples figure: {fig}")
     print(f"results: {Path(args.out) / 'results.json'}")
     return 0
 
 
-def _examples_figure(res: dict, ds, out: Path, n: int = 6) -> Path:
-    import numpy as np
+def cmd_attacks(args) -> int:
+    from sparsejax import attacks
 
-    from sparsejax import plots
-
-    adv = np.load(out / "adversarials.npz")
-    ok = [i for i, e in enumerate(res["examples"]) if e["success"]][:n]
-    if not ok:
-        return out
-    pos = {int(v): i for i, v in enumerate(ds.indices)}
-    rows = [pos[res["examples"][i]["index"]] for i in ok]
-    path = out / "examples.png"
-    plots.examples_figure(
-        ds.x[rows],
-        adv["x_adv"][ok],
-        ds.y[rows],
-        [res["examples"][i]["adv_pred"] for i in ok],
-        path,
-        class_names=ds.class_names,
-        title=f"{res['attack']} on {res['model']} ({res['dataset']})",
-    )
-    print(f"examples figure: {path}")
-    return path
+    for name in attacks.names():
+        s = attacks.get(name)
+        print(
+            f"{name:12s} {s.budget:8s} {s.unit:8s} targeted: {s.targeted:8s} "
+            f"{s.config_cls.__name__:14s} {s.paper.split(',')[0]}"
+        )
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sparsejax", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
+    parser.add_argument(
+        "--no-compile-cache",
+        action="store_true",
+        help="do not use JAX's persistent compilation cache (also: SPARSEJAX_NO_COMPILE_CACHE=1)",
+    )
+    sub.add_parser("attacks", help="list the registered attacks").set_defaults(fn=cmd_attacks)
     sub.add_parser("models", help="list the registered models").set_defaults(fn=cmd_models)
     sub.add_parser("datasets", help="list the registered datasets").set_defaults(fn=cmd_datasets)
 
@@ -302,9 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_eval)
 
     p = sub.add_parser("attack", help="attack a model on a dataset; writes results.json")
-    p.add_argument(
-        "--attack", required=True, help="attack name: sparsefool, sparse-l0, sapf, sapf-gs, sapf-vi"
-    )
+    p.add_argument("--attack", required=True, help="attack name (sparsejax attacks lists them)")
     p.add_argument("--model", required=True)
     p.add_argument("--weights", required=True, help="PyTorch or sparsejax Flax checkpoint")
     _add_data_args(p)
@@ -374,12 +337,40 @@ def _positive(args, *names):
             raise SparsejaxError(f"--{name.replace('_', '-')} must be >= 1, got {v}")
 
 
+def compile_cache_dir() -> Path:
+    """Where the persistent compilation cache lives: ``$SPARSEJAX_CACHE_DIR``, else the
+    user cache directory (``$XDG_CACHE_HOME`` or ``~/.cache``) / sparsejax / jax."""
+    if os.environ.get("SPARSEJAX_CACHE_DIR"):
+        return Path(os.environ["SPARSEJAX_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "sparsejax" / "jax"
+
+
+def enable_compile_cache() -> Path | None:
+    """Turns on JAX's persistent compilation cache for this process (every executable, so
+    that a second run of the same job compiles nothing); None if it cannot be created."""
+    import jax
+
+    path = compile_cache_dir()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         _positive(args, "n", "batch_size", "epochs", "slots", "workers")
+        if not (args.no_compile_cache or os.environ.get("SPARSEJAX_NO_COMPILE_CACHE") == "1"):
+            enable_compile_cache()
         return args.fn(args)
+
     except SparsejaxError as e:
         print(f"sparsejax: error: {e}", file=sys.stderr)
         return 2

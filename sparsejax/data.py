@@ -349,17 +349,32 @@ def check_dataset_name(name: str) -> None:
 
 
 def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray, int | None, tuple | None]:
+    where = f"dataset npz:{path}"
+    if path.stat().st_size == 0:
+        raise SparsejaxError(f"{where}: empty file")
     try:
         d = np.load(path, allow_pickle=False)
-    except Exception as e:  # not a zip / corrupted
-        raise SparsejaxError(
-            f"dataset npz:{path}: cannot read ({e.__class__.__name__}: {e})"
-        ) from e
+    except Exception:  # not a zip / corrupted
+        raise SparsejaxError(f"{where}: not an .npz archive (np.savez writes one)") from None
+    if not hasattr(d, "files"):
+        raise SparsejaxError(f"{where}: holds one array, not an .npz archive with x and y")
     missing = [k for k in ("x", "y") if k not in d.files]
     if missing:
-        raise SparsejaxError(f"dataset npz:{path}: missing array(s) {missing}; has {d.files}")
-    names = tuple(str(s) for s in d["class_names"]) if "class_names" in d.files else None
-    return d["x"], d["y"], (len(names) if names else None), names
+        raise SparsejaxError(f"{where}: missing array(s) {missing}; has {d.files}")
+    arrays = {}
+    for k in [k for k in ("x", "y", "class_names") if k in d.files]:
+        try:
+            arrays[k] = d[k]
+        except ValueError:  # object arrays need pickle, which is never allowed here
+            raise SparsejaxError(
+                f"{where}: array {k!r} holds Python objects; store numbers (and strings "
+                "for class_names)"
+            ) from None
+    y = arrays["y"]
+    if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.bool_)):
+        raise SparsejaxError(f"{where}: labels y must be integers, got dtype {y.dtype}")
+    names = tuple(str(s) for s in arrays["class_names"]) if "class_names" in arrays else None
+    return arrays["x"], y, (len(names) if names else None), names
 
 
 def load_dataset(

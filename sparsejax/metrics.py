@@ -67,7 +67,7 @@ def summarize(
     out = {
         "n_attacked": n_attacked,
         "n_success": int(ok.sum()),
-        "success_rate": float(ok.sum() / n_attacked) if n_attacked else float("nan"),
+        "success_rate": float(ok.sum() / n_attacked) if n_attacked else None,
     }
 
     def med(a):
@@ -159,4 +159,22 @@ def target_cases(
             **means(ok_pairs),
         },
         "worst": {"success_rate": n_worst / n_img if n_img else None, **means(worst_rows)},
+    }
+
+
+def clean_evaluation(model, ds, batch_size: int = 500, progress: bool = True) -> dict:
+    """Clean accuracy of ``model`` on ``ds``, with where both came from (``eval.json``)."""
+    import time
+
+    t0 = time.perf_counter()
+    logits = model.predict(ds.x, batch_size=batch_size, progress=progress)
+    return {
+        "model": model.name,
+        "weights": model.weights,
+        "dataset": ds.name,
+        "split": ds.split,
+        "source": ds.source,
+        "n": len(ds),
+        "accuracy": float((logits.argmax(1) == ds.y).mean()),
+        "seconds": time.perf_counter() - t0,
     }

@@ -18,6 +18,14 @@ def _parse(value: str, typ, where: str):
         if value.lower() in ("none", "null") and len(args) < len(typing.get_args(typ)):
             return None
         typ = args[0]
+    if origin is typing.Literal:  # a mode: the config checks the allowed values
+        options = typing.get_args(typ)
+        for option in options:
+            if str(option) == value:
+                return option
+        raise SparsejaxError(
+            f"{where}: must be one of {', '.join(map(str, options))}, got {value!r}"
+        )
     if typ is bool:
         v = value.lower()
         if v in _TRUE:

@@ -86,3 +86,59 @@ def train_classifier(
     model = models.Model(spec, params, weights=f"trained(seed={config.seed})")
     acc = float((model.predict(np.asarray(train.x)).argmax(1) == train.y).mean())
     return model, TrainReport(acc, tuple(losses), time.perf_counter() - t0)
+
+
+def train_or_reuse(
+    model_name: str,
+    dataset: str,
+    out,
+    epochs: int = 30,
+    seed: int = 0,
+    force: bool = False,
+    progress: bool = True,
+):
+    """Trains ``model_name`` on ``dataset``'s train split and saves a Flax checkpoint at
+    ``out`` (with ``out.train.json``), or reuses ``out`` when it holds the same model,
+    data and training config. Returns the loaded :class:`~sparsejax.models.Model`."""
+    import json
+    from pathlib import Path
+
+    from sparsejax import data, io
+    from sparsejax.models import checkpoint
+
+    out = Path(out)
+    config = TrainConfig(epochs=epochs, seed=seed)
+    meta = {
+        "trained_on": dataset,
+        "train_config": json.dumps(dataclasses.asdict(config), sort_keys=True),
+    }
+    if out.is_file() and not force:
+        name, _, old_meta = checkpoint.read(out)
+        if (
+            name == model_name
+            and old_meta.get("train_config") == meta["train_config"]
+            and old_meta.get("trained_on") == dataset
+        ):
+            print(f"reusing {out} (same model, data and training config; --force to retrain)")
+            return models.load(model_name, out)
+    train_ds = data.load_dataset(dataset, split="train")
+    model, report = train_classifier(model_name, train_ds, config, progress=progress)
+    meta.update(train_accuracy=report.train_accuracy, train_seconds=report.seconds)
+    checkpoint.save(out, model_name, model.variables, meta)
+    io.write_json(
+        out.with_suffix(".train.json"),
+        {
+            "model": model_name,
+            "dataset": dataset,
+            "config": dataclasses.asdict(config),
+            "train_accuracy": report.train_accuracy,
+            "epoch_losses": list(report.losses),
+            "seconds": report.seconds,
+            "versions": io.versions(),
+        },
+    )
+    print(
+        f"trained {model_name} on {len(train_ds)} {dataset}/train images in "
+        f"{report.seconds:.1f} s (train accuracy {report.train_accuracy:.4f}) -> {out}"
+    )
+    return models.load(model_name, out)

@@ -33,22 +33,3 @@ def count_compilations():
         yield box
     finally:
         jax.monitoring.unregister_event_duration_listener(listener)
-
-
-def assert_results_equal(a, b) -> None:
-    """Two attack results (any pytrees of arrays) are bit-for-bit identical."""
-    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        np.testing.assert_array_equal(u, v)
-
-
-def assert_masked_untouched(r, x, mask, reference_x_adv) -> None:
-    """Masked-out examples come back unchanged with status SKIPPED; the others are attacked
-    exactly as in ``reference_x_adv`` (the unmasked run)."""
-    from sparsejax.attacks.common import Status
-
-    skipped = ~np.asarray(mask)
-    np.testing.assert_array_equal(np.asarray(r.x_adv)[skipped], np.asarray(x)[skipped])
-    assert set(np.asarray(r.status)[skipped]) == {Status.SKIPPED}
-    np.testing.assert_array_equal(
-        np.asarray(r.x_adv)[~skipped], np.asarray(reference_x_adv)[~skipped]
-    )

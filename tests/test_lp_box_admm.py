@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sparsejax.attacks import lp_box_admm as admm
+from sparsejax.attacks import _lp_box_admm as admm
 from tests.reference.sapf_np import admm_iteration_np, box_np, sphere_np
 
 

@@ -51,3 +51,28 @@ def test_all_target_pairs():
     assert image.dtype == np.int64 and target.dtype == np.int32
     image, target = metrics.all_target_pairs(np.array([], np.int32), 10)
     assert image.shape == target.shape == (0,)
+
+
+def test_summary_counts_only_attacked_successes():
+    s = metrics.summarize(
+        success=np.array([True, True, False, False]),
+        clean_correct=np.array([True, True, True, False]),
+        l0_pixels=np.array([2, 4, 100, 0]),
+        l0_elements=np.array([3, 5, 100, 0]),
+        image_shape=(8, 8, 3),
+    )
+    assert s["n_attacked"] == 3 and s["success_rate"] == pytest.approx(2 / 3)
+    assert s["median_l0_pixels"] == 3.0 and s["median_l0_pixels_pct"] == pytest.approx(3 / 64 * 100)
+    assert s["median_l0_elements"] == 4.0
+
+
+def test_summary_with_nothing_attacked_is_null_not_nan():
+    s = metrics.summarize(
+        success=np.zeros(3, bool),
+        clean_correct=np.zeros(3, bool),
+        l0_pixels=np.zeros(3, int),
+        l0_elements=np.zeros(3, int),
+        image_shape=(8, 8, 1),
+    )
+    assert s["n_attacked"] == 0 and s["success_rate"] is None
+    assert s["median_l0_pixels"] is None and s["mean_l0_elements"] is None

@@ -5,31 +5,25 @@ from __future__ import annotations
 
 import dataclasses
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import sparsejax
 from sparsejax import metrics
-from sparsejax.attacks import sapf as S
-from sparsejax.attacks import sapf_weights as W
-from sparsejax.attacks.common import Status
+from sparsejax.attacks import SAPFConfig, SAPFGSConfig, Status, sapf, sapf_gs, sapf_vi
+from sparsejax.attacks import _sapf as S
+from sparsejax.attacks import _sapf_weights as W
+from sparsejax.attacks.engine import Classifier, Problem
 from sparsejax.errors import SparsejaxError
-from sparsejax.sweep import sweep_config
-from tests.helpers import assert_results_equal, count_compilations
 from tests.reference import sapf_np as R
 
 N = 24
 K = 10.0
-CFG = S.SAPFConfig(k=K, lambda1=1.0, delta_steps=50, g_steps=50, finetune_steps=50)
-attack = jax.jit(S.sapf_batch_details, static_argnames="slots")
-
-
-def run(logits_fn, x, y, cfg, t, lower=0.0, upper=1.0, mask=None, **kw):
-    """:data:`attack` with bounds and mask always passed as arrays: one trace for all."""
-    full = lambda v: jnp.broadcast_to(jnp.asarray(v, x.dtype), x.shape)
-    mask = jnp.ones(x.shape[:1], bool) if mask is None else mask
-    return attack(logits_fn, x, y, cfg, t, lower=full(lower), upper=full(upper), mask=mask, **kw)
+CFG = SAPFConfig(k=K, lambda1=1.0, delta_steps=50, g_steps=50, finetune_steps=50)
+attack = jax.jit(sapf)
 
 
 # --------------------------------------------------------------------------- reference steps
@@ -48,8 +42,12 @@ def _affine(rng, shape, num_classes=10):
     return fn, a, b
 
 
-def _item(x, t, lo, hi, w=None, seg=None):
-    return S._make_item(jnp.asarray(x), t, jnp.asarray(lo), jnp.asarray(hi), w, seg, True)
+def _problem(x, t, lo, hi, w=None):
+    extras = {} if w is None else {"weights": jnp.asarray(w)}
+    return Problem(
+        x=jnp.asarray(x), label=jnp.int32(0), target=jnp.int32(t), lower=jnp.asarray(lo),
+        upper=jnp.asarray(hi), key=jax.random.key(0), extras=extras, targeted=True,
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("loss", ["cw", "ce"])
@@ -64,19 +62,17 @@ def test_delta_and_g_steps_match_reference_on_an_affine_model(rng, loss, implici
     g = rng.uniform(-0.2, 1.2, shape).astype(np.float32)
     w = rng.uniform(0, 1, shape).astype(np.float32)
     t, lam, kappa, lr = 3, 2.5, 0.5, 0.1
-    item = _item(x, t, lo, hi, w=jnp.asarray(w))
-    d_new, _ = S.delta_step(
-        fn, item, jnp.asarray(delta), jnp.asarray(g), lr, lam, kappa, loss, implicit
-    )
+    p = _problem(x, t, lo, hi, w=w)
+    f = Classifier(fn, shape)
+    cfg = SAPFConfig(confidence=kappa, loss=loss, implicit=implicit)
+    d_new, _ = S.delta_step(f, p, cfg, jnp.asarray(delta), jnp.asarray(g), lr, lam)
     flat = lambda v: np.asarray(v, np.float64).ravel()
     ref = R.delta_step_np(
         flat(x), flat(lo), flat(hi), a, b, t, flat(delta), flat(g), flat(w), lr, lam, kappa, loss,
         implicit,
     )  # fmt: skip
     np.testing.assert_allclose(flat(d_new), ref, rtol=1e-5, atol=1e-5)
-    lin, curv = S.g_smooth_gradient(
-        fn, item, jnp.asarray(delta), jnp.asarray(g), lam, 0.0, kappa, loss, False, 1
-    )
+    lin, curv = S.g_smooth_gradient(f, p, cfg, jnp.asarray(delta), jnp.asarray(g), lam)
     ref_lin, ref_curv = R.g_smooth_np(
         flat(x), flat(lo), flat(hi), a, b, t, flat(delta), flat(g), flat(w), lam, kappa, loss
     )
@@ -104,7 +100,8 @@ def test_binarize(rng):
     np.testing.assert_array_equal(S.binarize(jnp.asarray(g), 3, "soft"), g > 0.5)
 
 
-# --------------------------------------------------------------------------- attack properties
+# --------------------------------------------------------------------------- the attack
+# (the properties every attack owes are in tests/test_conformance.py)
 
 
 @pytest.fixture(scope="module")
@@ -116,150 +113,46 @@ def batch(digits_model, digits_test):
 @pytest.fixture(scope="module")
 def result(batch):
     model, x, y, t = batch
-    return run(model.logits_fn, x, y, CFG, t)
+    return attack(model.logits_fn, x, y, CFG, targets=t)
 
 
-def test_result_shapes_and_dtypes(result):
-    r, d = result
-    assert r.x_adv.shape == (N, 8, 8, 1) and r.x_adv.dtype == jnp.float32
-    for name in ("l0_pixels", "l0_elements", "iterations", "status", "model_evals", "adv_pred"):
-        assert getattr(r, name).shape == (N,) and getattr(r, name).dtype == jnp.int32
-    assert r.success.dtype == jnp.bool_
-    assert d.g_sum.shape == d.lambda1.shape == d.selected.shape == (N,)
-
-
-def test_success_is_reverified_l0_recounted_and_asr_high(batch, result):
-    model, x, y, t = batch
-    r, d = result
-    pred = np.asarray(jnp.argmax(model.logits_fn(r.x_adv), axis=1))
-    clean = np.asarray(jnp.argmax(model.logits_fn(x), axis=1))
-    np.testing.assert_array_equal(r.adv_pred, pred)
-    np.testing.assert_array_equal(r.clean_pred, clean)
-    np.testing.assert_array_equal(r.success, (pred == np.asarray(t)) & (clean == np.asarray(y)))
-    changed = np.asarray(r.x_adv) != np.asarray(x)
-    np.testing.assert_array_equal(r.l0_elements, changed.sum(axis=(1, 2, 3)))
-    np.testing.assert_array_equal(r.l0_pixels, changed.any(-1).sum(axis=(1, 2)))
+def test_asr_cardinality_and_stats(batch, result):
+    r = result
     ok = np.asarray(r.success)
     assert ok.mean() >= 0.8  # targeted, 10 of 64 elements, 150 passes per λ1
-    assert set(np.asarray(r.status)[ok]) == {Status.SUCCESS}
     assert np.all(np.asarray(r.l0_elements) <= K)  # exact cardinality (default)
-    np.testing.assert_array_equal(r.model_evals, r.forwards + r.backwards)
     # In the budget schedule the ADMM meets 1ᵀG = k closely before binarisation.
-    assert np.median(np.abs(np.asarray(d.g_sum) - K)) < 0.5
+    assert np.median(np.abs(np.asarray(r.stats.g_sum) - K)) < 0.5
     assert np.all(np.asarray(r.iterations) >= 1)
-    assert np.all(np.asarray(r.iterations) <= CFG.search_steps)
+    assert np.all(np.asarray(r.iterations) <= CFG.max_iter)
+    # Per atom: 150 gradient passes and a success check; plus the clean pass and the
+    # re-verification.
+    atoms = np.asarray(r.iterations)
+    np.testing.assert_array_equal(r.backwards, atoms * 150)
+    np.testing.assert_array_equal(r.forwards, 2 + atoms * 151)
 
 
-def test_passes_are_counted_exactly(batch):
-    """Every forward and backward pass of the model is counted: a logits function that
-    counts its own executions (forward rule and backward rule of a custom VJP) agrees."""
+def test_soft_cardinality_reports_selected_positions(batch, result):
     model, x, y, t = batch
-    counts = {"f": 0, "b": 0}
-
-    def bump(key):
-        def cb():
-            counts[key] += 1
-
-        return cb
-
-    @jax.custom_vjp
-    def logits(z):
-        jax.debug.callback(bump("f"))
-        return model.logits_fn(z)
-
-    def fwd(z):
-        jax.debug.callback(bump("f"))
-        return model.logits_fn(z), z
-
-    def bwd(z, ct):
-        jax.debug.callback(bump("b"))
-        return jax.vjp(model.logits_fn, z)[1](ct)
-
-    logits.defvjp(fwd, bwd)
-    cfg = dataclasses.replace(CFG, delta_steps=7, g_steps=5, finetune_steps=3)
-    for i in (0, 5):
-        counts.update(f=0, b=0)
-        out = jax.jit(lambda xi, ti: S.sapf(logits, xi, ti, cfg))(x[i], t[i])
-        jax.block_until_ready(out)
-        jax.effects_barrier()
-        assert counts["f"] == int(out.forwards) and counts["b"] == int(out.backwards)
-        atoms = int(out.iterations)
-        assert int(out.backwards) == atoms * (7 + 5 + 3)
-        assert int(out.forwards) == 1 + atoms * (7 + 5 + 3 + 1)
+    r = attack(model.logits_fn, x, y, dataclasses.replace(CFG, cardinality="soft"), targets=t)
+    moved = np.asarray(r.l0_elements)
+    np.testing.assert_array_equal(
+        moved[np.asarray(r.success)], np.asarray(r.stats.selected)[np.asarray(r.success)]
+    )
 
 
-def test_bounds_hold_bit_for_bit(batch):
+def test_a_target_equal_to_the_label_is_not_attacked(batch):
     model, x, y, t = batch
-    lower = jnp.zeros_like(x).at[:, :4].set(x[:, :4])  # a frozen region
-    upper = jnp.ones_like(x).at[:, :4].set(x[:, :4])
-    upper = upper.at[:, 4:].set(jnp.maximum(x[:, 4:], 0.6))  # and a tighter box elsewhere
-    r, _ = run(model.logits_fn, x, y, CFG, t, lower=lower, upper=upper)
-    np.testing.assert_array_equal(r.x_adv[:, :4], x[:, :4])
-    assert bool(jnp.all(r.x_adv >= lower)) and bool(jnp.all(r.x_adv <= upper))
-
-
-def test_soft_cardinality_reports_selected_positions(batch):
-    model, x, y, t = batch
-    r, d = attack(model.logits_fn, x, y, dataclasses.replace(CFG, cardinality="soft"), t)
-    # G > 0.5 is what is kept: ℓ0 cannot exceed it (δ may be 0 or clipped on some).
-    assert np.all(np.asarray(r.l0_elements) <= np.asarray(d.selected))
-    assert np.asarray(r.success).mean() >= 0.8
-
-
-def test_deterministic(batch, result):
-    model, x, y, t = batch
-    again = run(model.logits_fn, x, y, CFG, t)
-    assert_results_equal(result, again)
-
-
-def test_slots_vmap_and_python_loop_agree(batch, result):
-    """Chunks of 1 (lax.map), all items side by side (vmap), and the one-pair function in a
-    Python loop compute the same attack."""
-    model, x, y, t = batch
-    r, _ = result  # default slots: 1 on CPU
-    wide, _ = attack(model.logits_fn, x, y, CFG, t, slots=N)
-    single = jax.jit(lambda xi, ti, yi: S.sapf(model.logits_fn, xi, ti, CFG, label=yi))
-    for i in range(N):
-        one = single(x[i], t[i], y[i])
-        for other in (r, wide):
-            # Convolutions round differently at other batch sizes: values agree to float32
-            # rounding, the path (positions, λ1 values tried, status) exactly.
-            np.testing.assert_allclose(other.x_adv[i], one.x_adv, atol=1e-4)
-            np.testing.assert_array_equal(other.x_adv[i] != x[i], one.x_adv != x[i])
-            assert int(other.iterations[i]) == int(one.iterations)
-            assert int(other.forwards[i]) == int(one.forwards) + 1  # + the re-verification
-        assert int(r.status[i]) == int(one.status)
-
-
-def test_already_misclassified_and_masked_items_are_untouched(batch):
-    model, x, y, t = batch
-    clean = jnp.argmax(model.logits_fn(x), axis=1)
-    wrong = (clean + 1) % 10
-    mask = jnp.arange(N) % 3 != 0
-    tgt = (wrong + 2) % 10
-    r, _ = run(model.logits_fn, x, wrong, CFG, tgt, mask=mask)
+    r = attack(model.logits_fn, x, y, CFG, targets=y)
     np.testing.assert_array_equal(r.x_adv, x)
-    status = np.asarray(r.status)
-    assert set(status[np.asarray(mask)]) == {Status.ALREADY_MISCLASSIFIED}
-    assert set(status[~np.asarray(mask)]) == {Status.SKIPPED}
-    assert not bool(r.success.any())
-    # A target equal to the label is no targeted attack: not attacked.
-    r, _ = run(model.logits_fn, x, y, CFG, y)
-    np.testing.assert_array_equal(r.x_adv, x)
-    assert set(np.asarray(r.status)[np.asarray(clean == y)]) == {Status.SKIPPED}
+    clean = np.asarray(r.clean_pred) == np.asarray(y)
+    assert set(np.asarray(r.status)[clean]) == {Status.SKIPPED}
     assert not bool(r.success.any())
 
 
-def test_degenerate_models_fail_cleanly(batch):
+def test_a_diverging_model_is_nonfinite_and_contained(batch):
+    """A model whose gradients blow δ and G up to inf/NaN: NONFINITE, finite, x unchanged."""
     _, x, y, t = batch
-    flat = jax.tree_util.Partial(
-        lambda c, z: jnp.zeros((z.shape[0], 10)) + c[None], jnp.arange(10.0)[::-1]
-    )  # constant logits, predicts 0: no gradient anywhere
-    r, d = attack(flat, x, jnp.zeros_like(y), CFG, jnp.full_like(y, 4))
-    assert set(np.unique(r.status)) == {Status.FAILED}
-    assert bool(d.degenerate.all()) and int(r.iterations.max()) == 1
-    np.testing.assert_array_equal(r.x_adv, x)
-    # A model whose gradients blow δ and G up to inf/NaN: FAILED, finite, x unchanged.
     huge = jax.tree_util.Partial(
         lambda c, z: (
             c
@@ -268,64 +161,56 @@ def test_degenerate_models_fail_cleanly(batch):
         ),
         jnp.float32(1e36),
     )
-    r, d = attack(huge, x, jnp.full_like(y, 9), CFG, jnp.full_like(y, 0))
-    assert set(np.unique(r.status)) == {Status.FAILED}
-    assert bool(d.diverged.all())
-    for leaf in jax.tree.leaves((r, d)):
+    r = attack(huge, x, jnp.full_like(y, 9), CFG, targets=jnp.full_like(y, 0))
+    assert set(np.unique(r.status)) == {Status.NONFINITE}
+    for leaf in jax.tree.leaves(r):
         if jnp.issubdtype(leaf.dtype, jnp.floating):
             assert bool(jnp.all(jnp.isfinite(leaf)))
     np.testing.assert_array_equal(r.x_adv, x)
 
 
-def test_changing_numbers_does_not_recompile_and_k_sweeps_in_one_vmap(batch, digits_model):
+def test_a_k_sweep_shares_one_queue_and_matches_separate_runs(batch):
     model, x, y, t = batch
-    run(model.logits_fn, x, y, CFG, t)  # warm (the module's compiled call)
-    other = type(model)(model.spec, jax.tree.map(lambda a: a * 1.01, model.variables), "s")
-    with count_compilations() as c:
-        run(model.logits_fn, x, y, dataclasses.replace(CFG, k=6.0, lambda1=0.3), t)
-        run(other.logits_fn, x, y, dataclasses.replace(CFG, lambda2=0.5, kappa=0.2), t)
-    assert c["n"] == 0
     n = 8
     xs, ys, ts = x[:n], y[:n], t[:n]
     ks = [4.0, 8.0, 16.0]
-    cfg, axes = sweep_config(CFG, k=ks)
-    swept = jax.jit(
-        jax.vmap(lambda c: S.sapf_batch(model.logits_fn, xs, ys, c, ts), in_axes=(axes,))
-    )(cfg)
+    swept = jax.jit(sparsejax.sweep, static_argnums=0)(
+        sapf, model.logits_fn, xs, ys, CFG, values={"k": ks}, targets=ts
+    )
     assert swept.x_adv.shape == (3, n, 8, 8, 1)
     for j, k in enumerate(ks):
         assert np.all(np.asarray(swept.l0_elements[j]) <= k)
-        single, _ = run(model.logits_fn, x, y, dataclasses.replace(CFG, k=k), t)
-        single = jax.tree.map(lambda a: a[:n], single)
-        np.testing.assert_allclose(swept.x_adv[j], single.x_adv, atol=1e-4)
+        single = attack(model.logits_fn, xs, ys, dataclasses.replace(CFG, k=k), targets=ts)
         np.testing.assert_array_equal(swept.iterations[j], single.iterations)
+        np.testing.assert_array_equal(swept.status[j], single.status)
 
 
 def test_search_rules(batch):
     """Paper: stop at the first success (so λ1 only grows ×10 from its start). Code: keep
     bisecting after a success and return the last success, which is never a larger λ1."""
     model, x, y, t = batch
-    paper, dp = run(model.logits_fn, x, y, dataclasses.replace(CFG, lambda1=0.1), t)
-    code, dc = attack(
-        model.logits_fn, x, y, dataclasses.replace(CFG, lambda1=0.1, search="code"), t
+    paper = attack(model.logits_fn, x, y, dataclasses.replace(CFG, lambda1=0.1), targets=t)
+    code = attack(
+        model.logits_fn, x, y, dataclasses.replace(CFG, lambda1=0.1, search="code"), targets=t
     )
     ok_p, ok_c = np.asarray(paper.success), np.asarray(code.success)
-    lam_p, lam_c = np.asarray(dp.lambda1), np.asarray(dc.lambda1)
+    lam_p, lam_c = np.asarray(paper.stats.lambda1), np.asarray(code.stats.lambda1)
     np.testing.assert_allclose(
         lam_p[ok_p], 0.1 * 10.0 ** (np.asarray(paper.iterations)[ok_p] - 1), rtol=1e-5
     )
     assert np.all(ok_c[ok_p])  # the code's rule keeps searching from the same first success
     assert np.all(lam_c[ok_p] <= lam_p[ok_p] * (1 + 1e-6))
     assert np.all(np.asarray(code.iterations)[ok_p] >= np.asarray(paper.iterations)[ok_p])
-    assert np.asarray(code.iterations).max() == CFG.search_steps
+    assert np.asarray(code.iterations).max() == CFG.max_iter
 
 
 def test_visual_imperceptibility_weights_move_the_perturbation(batch):
     """SAPF-VI (Eq. 17): a heavy weight on the left half moves ℓ2 energy to the right half."""
     model, x, y, t = batch
     w = jnp.ones_like(x).at[:, :, 4:].set(0.05)
-    r0, _ = run(model.logits_fn, x, y, CFG, t)
-    r1, _ = attack(model.logits_fn, x, y, CFG, t, weights=w)
+    cfg = S.SAPFVIConfig(**{f.name: getattr(CFG, f.name) for f in dataclasses.fields(CFG)})
+    r0 = attack(model.logits_fn, x, y, CFG, targets=t)
+    r1 = jax.jit(sapf_vi)(model.logits_fn, x, y, cfg, targets=t, weights=w)
     ok = np.asarray(r0.success & r1.success)
 
     def left_share(r):
@@ -340,12 +225,14 @@ def test_group_sparsity_concentrates_the_perturbation(batch):
     """SAPF-GS (Eq. 16): with λ2 > 0 the same k elements fall in fewer superpixels."""
     model, x, y, t = batch
     seg = jnp.asarray(W.slic_segments(np.asarray(x), n_segments=16))
-    cfg = dataclasses.replace(CFG, max_segments=32)
+    fields = {f.name: getattr(CFG, f.name) for f in dataclasses.fields(CFG)}
+    cfg = SAPFGSConfig(**fields, n_segments=16, max_segments=32)
     touched = []
     for lam2 in (0.0, 5.0):
-        r, _ = attack(
-            model.logits_fn, x, y, dataclasses.replace(cfg, lambda2=lam2), t, segments=seg
-        )
+        r = jax.jit(sapf_gs)(
+            model.logits_fn, x, y, dataclasses.replace(cfg, lambda2=lam2), targets=t,
+            segments=seg,
+        )  # fmt: skip
         moved = np.asarray(r.x_adv != x).any(-1)
         touched.append(
             np.array([len(np.unique(np.asarray(seg)[i][moved[i]])) for i in range(N)], float)
@@ -353,6 +240,10 @@ def test_group_sparsity_concentrates_the_perturbation(batch):
         ok = np.asarray(r.success)
         assert ok.mean() >= 0.6
     assert touched[1].mean() < 0.85 * touched[0].mean()
+    # Without segments, SAPF-GS computes SLIC itself (never plain SAPF).
+    auto = jax.jit(sapf_gs)(model.logits_fn, x, y, cfg, targets=t)
+    given = jax.jit(sapf_gs)(model.logits_fn, x, y, cfg, targets=t, segments=seg)
+    chex.assert_trees_all_equal(auto, given)
 
 
 def test_input_validation(batch):
@@ -362,22 +253,31 @@ def test_input_validation(batch):
         (dict(k=2.5), "whole number"),
         (dict(lambda1=0.0), "lambda1 must be > 0"),
         (dict(lambda1=200.0), "lambda1 must lie in"),
-        (dict(g_steps=0), "g_steps must be >= 1"),
-        (dict(loss="l2"), "loss must be one of"),
-        (dict(cardinality="hard"), "cardinality must be one of"),
+        (dict(g_steps=0), "g_steps must lie in"),
         (dict(rho_growth=0.9), "rho_growth must be >= 1"),
-        (dict(kappa=float("nan")), "kappa must be finite"),
+        (dict(confidence=float("nan")), "confidence must be finite"),
     ]:
         with pytest.raises(SparsejaxError, match=match):
             dataclasses.replace(CFG, **bad).validate()
+    for bad, match in [
+        (dict(loss="l2"), "loss must be one of"),
+        (dict(cardinality="hard"), "cardinality must be one of"),
+    ]:
+        with pytest.raises(SparsejaxError, match=match):
+            dataclasses.replace(CFG, **bad)
     with pytest.raises(SparsejaxError, match="targeted attack"):
-        S.sapf_batch(model.logits_fn, x, y, CFG)
+        sapf(model.logits_fn, x, y, CFG)
+    with pytest.raises(SparsejaxError, match="unexpected keyword argument 'segments'"):
+        sapf(model.logits_fn, x, y, CFG, targets=t, segments=jnp.zeros((N, 8, 8), jnp.int32))
+    gs = SAPFGSConfig(k=K, n_segments=16, max_segments=32)
     with pytest.raises(SparsejaxError, match="segments must be int"):
-        S.sapf_batch(model.logits_fn, x, y, CFG, t, segments=jnp.zeros((N, 8), jnp.int32))
+        sapf_gs(model.logits_fn, x, y, gs, targets=t, segments=jnp.zeros((N, 8), jnp.int32))
     with pytest.raises(SparsejaxError, match="segment ids must lie"):
-        S.sapf_batch(model.logits_fn, x, y, CFG, t, segments=jnp.full((N, 8, 8), 300, jnp.int32))
+        sapf_gs(model.logits_fn, x, y, gs, targets=t, segments=jnp.full((N, 8, 8), 300))
     with pytest.raises(SparsejaxError, match="weights must"):
-        S.sapf_batch(model.logits_fn, x, y, CFG, t, weights=2 * jnp.ones_like(x))
+        sapf_vi(model.logits_fn, x, y, S.SAPFVIConfig(k=K), targets=t, weights=2 * jnp.ones_like(x))
+    with pytest.raises(SparsejaxError, match="takes a SAPFGSConfig"):
+        sapf_gs(model.logits_fn, x, y, CFG, targets=t)
 
 
 # --------------------------------------------------------------------------- host-side weights
@@ -436,20 +336,20 @@ def test_visual_weights_match_their_definition():
 @pytest.mark.slow
 @pytest.mark.shared
 def test_resnet20_cifar10_all_targets(assets):
-    """Targeted ASR >= 95% on 10 CIFAR-10 images x 9 targets with the CI budget."""
+    """Targeted ASR >= 95% on 5 CIFAR-10 images x 9 targets with the CI budget."""
     from sparsejax import data, models
 
     model = models.load("resnet20-cifar10", str(assets / "weights/cifar10/resnet20-12fca82f.th"))
-    ds = data.load_dataset("cifar10", n=10)
+    ds = data.load_dataset("cifar10", n=5)
     idx, tgt = metrics.all_target_pairs(ds.y, 10)
     x, y = jnp.asarray(ds.x[idx]), jnp.asarray(ds.y[idx])
-    cfg = S.SAPFConfig(k=200.0, lambda1=0.1, delta_steps=100, g_steps=100, finetune_steps=50)
-    r, d = attack(model.logits_fn, x, y, cfg, jnp.asarray(tgt))
+    cfg = SAPFConfig(k=200.0, lambda1=0.1, delta_steps=100, g_steps=100, finetune_steps=50)
+    r = attack(model.logits_fn, x, y, cfg, targets=jnp.asarray(tgt))
     correct = np.asarray(r.clean_pred) == np.asarray(y)
     ok = np.asarray(r.success)
-    assert correct.sum() >= 80
+    assert correct.sum() >= 40
     assert ok[correct].mean() >= 0.95
     assert np.all(np.asarray(r.l0_elements) <= 200)
     norms = metrics.lp_norms(r.x_adv, x)
     assert float(np.mean(np.asarray(norms["l2"])[ok])) < 2.0
-    assert not bool(d.diverged.any())
+    assert not bool((np.asarray(r.status) == Status.NONFINITE).any())

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from sparsejax import data, models
-from sparsejax.attacks.sparse_l0 import SparseL0Config, sparse_l0_batch
+from sparsejax.attacks import SparseL0Config, sparse_l0
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared]
 
@@ -29,7 +29,7 @@ def _run(assets, name, weights, dataset, config):
     model = models.load(name, assets / weights)
     ds = data.load_dataset(dataset, n=50)
     x, y = jnp.asarray(ds.x), jnp.asarray(ds.y)
-    r = jax.jit(sparse_l0_batch)(model.logits_fn, x, y, config)
+    r = jax.jit(sparse_l0)(model.logits_fn, x, y, config)
     ok = np.asarray(r.clean_pred) == ds.y
     rate = float(np.asarray(r.success)[ok].mean())
     med = np.median(np.asarray(r.l0_elements)[np.asarray(r.success)])

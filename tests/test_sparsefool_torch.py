@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from sparsejax import data, models
-from sparsejax.attacks import SparseFoolConfig, sparsefool_batch
+from sparsejax.attacks import SparseFoolConfig, sparsefool
 
 torch = pytest.importorskip("torch", reason="needs the port extra (torch)")
 pytestmark = [pytest.mark.slow, pytest.mark.shared]
@@ -45,7 +45,7 @@ def test_same_path_as_the_pytorch_implementation(assets, name, weights, dataset,
     model = models.load(name, assets / weights)
     net = _torch_model(name, assets / weights)
     ds = data.load_dataset(dataset, n=10)
-    r = jax.jit(sparsefool_batch)(
+    r = jax.jit(sparsefool)(
         model.logits_fn, jnp.asarray(ds.x), jnp.asarray(ds.y), SparseFoolConfig(lambda_=lam)
     )
     same = 0

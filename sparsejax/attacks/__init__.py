@@ -1,35 +1,62 @@
-"""Attacks: pure functions for one example, batched entry points, configs as pytrees."""
+"""Sparse (ℓ0) attacks, one protocol for all (SPEC §2).
 
-from sparsejax.attacks.common import AttackResult, Status, default_slots
-from sparsejax.attacks.deepfool import DeepFoolConfig, DeepFoolResult, deepfool
-from sparsejax.attacks.linear_solver import SolverResult, linear_solver
-from sparsejax.attacks.sparse_l0 import SparseL0Config, SparseL0Output, sparse_l0, sparse_l0_batch
-from sparsejax.attacks.sparsefool import (
+Every attack is called the same way and returns the same :class:`AttackResult`::
+
+    r = sparsejax.attacks.sparsefool(logits_fn, x, y, config=None, *, targets=None,
+                                     lower=0.0, upper=1.0, key=None, mask=None)
+
+``get(name)`` / ``names()`` read the registry. Each algorithm is written once for one
+example (its own private module) and run by :mod:`sparsejax.attacks.engine`.
+"""
+
+from sparsejax.attacks._deepfool import DeepFoolConfig, DeepFoolResult, deepfool
+from sparsejax.attacks._linear_solver import SolverResult, linear_solver
+from sparsejax.attacks._sapf import (
+    SAPFConfig,
+    SAPFGSConfig,
+    SAPFStats,
+    SAPFVIConfig,
+    sapf,
+    sapf_gs,
+    sapf_vi,
+)
+from sparsejax.attacks._sapf_weights import slic_segments, visual_weights
+from sparsejax.attacks._sparse_l0 import SparseL0Config, SparseL0Stats, sparse_l0
+from sparsejax.attacks._sparsefool import (
     SparseFoolConfig,
-    SparseFoolOutput,
+    SparseFoolStats,
     perceptibility_box,
     sparsefool,
-    sparsefool_batch,
-    sparsefool_sweep,
 )
+from sparsejax.attacks.engine import AttackResult, Schedule, Status
+from sparsejax.attacks.registry import AttackSpec, get, names
 
 __all__ = [
     "AttackResult",
+    "AttackSpec",
     "DeepFoolConfig",
     "DeepFoolResult",
+    "SAPFConfig",
+    "SAPFGSConfig",
+    "SAPFStats",
+    "SAPFVIConfig",
+    "Schedule",
     "SolverResult",
-    "SparseL0Config",
-    "SparseL0Output",
     "SparseFoolConfig",
-    "SparseFoolOutput",
+    "SparseFoolStats",
+    "SparseL0Config",
+    "SparseL0Stats",
     "Status",
     "deepfool",
-    "default_slots",
+    "get",
     "linear_solver",
+    "names",
     "perceptibility_box",
+    "sapf",
+    "sapf_gs",
+    "sapf_vi",
+    "slic_segments",
     "sparse_l0",
-    "sparse_l0_batch",
     "sparsefool",
-    "sparsefool_batch",
-    "sparsefool_sweep",
+    "visual_weights",
 ]

@@ -238,6 +238,8 @@ class Algorithm:
       extras: names of the per-example inputs it accepts (e.g. ``("segments",)``).
       prepare_extras: ``(x [N, H, W, C], config, given: dict) -> dict`` completes the
         extras for a batch (computing the missing ones, or raising).
+      check_shape: ``(config, example_shape) -> None`` raises for a config that cannot fit
+        the images (SAPF's k larger than the number of elements, say).
     """
 
     name: str
@@ -252,6 +254,7 @@ class Algorithm:
     needs_key: bool = False
     extras: tuple[str, ...] = ()
     prepare_extras: Callable | None = None
+    check_shape: Callable | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -314,19 +317,19 @@ def lane_cond(pred, true_fn: Callable, false_fn: Callable, *operands):
 
     @branch.def_vmap
     def _rule(axis_size, in_batched, pred, operands, tc, fc):
-        pred_batched, *args_batched = in_batched
-        full = lambda o, b: o if b else jnp.broadcast_to(o, (axis_size, *jnp.shape(o)))
-        ops, tc, fc = (
-            jax.tree.map(full, a, b) for a, b in zip((operands, tc, fc), args_batched, strict=True)
-        )
+        pred_batched, ops_b, tc_b, fc_b = in_batched
+        # Unbatched operands (the weights, above all) stay unbatched: broadcasting them would
+        # turn every convolution into a per-lane one.
+        axes = lambda batched: jax.tree.map(lambda b: 0 if b else None, batched)
+        yes_fn = jax.vmap(on_true, in_axes=(axes(ops_b), axes(tc_b)), axis_size=axis_size)
+        no_fn = jax.vmap(on_false, in_axes=(axes(ops_b), axes(fc_b)), axis_size=axis_size)
         pred = pred if pred_batched else jnp.broadcast_to(pred, (axis_size,))
-        taken_by_none = lambda: jax.vmap(on_false)(ops, fc)
 
         def taken_by_some():
-            yes, no = jax.vmap(on_true)(ops, tc), jax.vmap(on_false)(ops, fc)
+            yes, no = yes_fn(operands, tc), no_fn(operands, fc)
             return jax.tree.map(lambda a, b: jnp.where(_lanes(pred, a), a, b), yes, no)
 
-        out = jax.lax.cond(jnp.any(pred), taken_by_some, taken_by_none)
+        out = jax.lax.cond(jnp.any(pred), taken_by_some, lambda: no_fn(operands, fc))
         return out, jax.tree.map(lambda _: True, out)
 
     return branch(pred, operands, tuple(true_consts), tuple(false_consts))
@@ -590,6 +593,8 @@ def run(
     if sweep_values:
         config, axes, values = sweep_config(config, sweep_values)
     _config.validate(config)
+    if algorithm.check_shape is not None:
+        algorithm.check_shape(config, x.shape[1:])
     schedule = default_schedule(algorithm) if schedule is None else schedule
     f = Classifier(logits_fn, x.shape[1:], x.dtype)
     for what, v in (("y", y), ("targets", targets)):

@@ -84,3 +84,15 @@ def check_tree(template: Any, variables: Any, what: str) -> None:
     bad = [f"{k} {got[k]} != {want[k]}" for k in sorted(want) if want[k] != got[k]]
     if bad:
         raise CheckpointError(f"{what}: shape mismatch: {format_keys(bad, 6)}")
+
+
+def check_finite(variables: Any, what: str) -> None:
+    """Raises CheckpointError naming the first tensor that holds a NaN or an Inf."""
+    flat = traverse_util.flatten_dict(serialization.to_state_dict(variables))
+    for k in sorted(flat):
+        v = np.asarray(flat[k])
+        if not np.all(np.isfinite(v)):
+            bad = int(np.size(v) - np.count_nonzero(np.isfinite(v)))
+            raise CheckpointError(
+                f"{what}: tensor {'/'.join(k)} holds {bad} NaN/Inf value(s) of {np.size(v)}"
+            )

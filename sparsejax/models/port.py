@@ -24,6 +24,7 @@ with the missing and unexpected keys listed. Porting needs torch; the result doe
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import jax
@@ -50,7 +51,18 @@ def read_torch_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise CheckpointError(f"weights file {path}: torch.load failed ({e})") from e
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))  # torch colours its messages
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        if found:
+            raise CheckpointError(
+                f"weights file {path}: holds pickled Python objects ({found.group(1)}), not a "
+                "state_dict of tensors; save model.state_dict() and load that"
+            ) from None
+        found = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+        reason = found.group(1).strip() if found else text.strip().splitlines()[0]
+        raise CheckpointError(
+            f"weights file {path}: torch.load failed ({type(e).__name__}: {reason[:200]})"
+        ) from None
     for key in _WRAPPER_KEYS:  # {'state_dict': ..., 'best_prec1': ...} and friends
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]

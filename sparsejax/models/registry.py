@@ -189,7 +189,15 @@ def load(name: str, weights: str | os.PathLike) -> Model:
         raise CheckpointError(f"weights file {path}: no such file")
     if not path.is_file():
         raise CheckpointError(f"weights file {path}: not a file")
-    if checkpoint.sniff(path) == "torch":
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"weights file {path}: empty file")
+    kind = checkpoint.sniff(path)
+    if kind != "torch" and path.suffix in (".pt", ".pth", ".th"):
+        raise CheckpointError(
+            f"weights file {path}: not a PyTorch checkpoint (neither a zip archive nor a "
+            "pickle), though named like one"
+        )
+    if kind == "torch":
         from sparsejax.models.port import port_checkpoint
 
         variables = port_checkpoint(path, spec)
@@ -200,5 +208,6 @@ def load(name: str, weights: str | os.PathLike) -> Model:
                 f"weights file {path} holds a {ckpt_model!r} checkpoint, not {name!r}"
             )
         checkpoint.check_tree(spec.variable_shapes(), variables, f"weights file {path}")
+    checkpoint.check_finite(variables, f"weights file {path}")
     variables = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), variables)
     return Model(spec, variables, weights=str(path))

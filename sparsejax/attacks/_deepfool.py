@@ -30,42 +30,58 @@ its own steps; :func:`deepfool` runs the whole thing for one example.
 
 from __future__ import annotations
 
-import dataclasses
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from sparsejax.attacks.common import check_number, l2, logits_and_rows, single_logits
-from sparsejax.errors import SparsejaxError
+from sparsejax.attacks import _config
+from sparsejax.attacks._config import param
+from sparsejax.attacks.engine import Classifier
+from sparsejax.attacks.losses import strongest_other
+from sparsejax.ops import l2
 
 NEG_INF = -jnp.inf
 
 
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
+@_config.config
 class DeepFoolConfig:
-    """DeepFool settings (SparseFool's released defaults).
+    """DeepFool settings (SparseFool's released defaults)."""
 
-    Attributes:
-      overshoot: the check is made at x + (1 + overshoot) r_tot (traced).
-      min_step: smallest step length, ``clamp(pert, min=1e-4)`` (traced).
-      num_candidates: classes considered, the top-k logits at the start (static).
-      max_iter: step cap (static).
-    """
+    attack_name: ClassVar[str] = "deepfool"
 
-    overshoot: float = 0.02
-    min_step: float = 1e-4
-    num_candidates: int = dataclasses.field(default=10, metadata=dict(static=True))
-    max_iter: int = dataclasses.field(default=50, metadata=dict(static=True))
+    overshoot: float = param(
+        0.02,
+        doc="the class check is made at x + (1 + overshoot) r_tot",
+        unit="fraction of r_tot",
+        paper="overshoot (released deepfool.py)",
+    )
+    min_step: float = param(
+        1e-4,
+        doc="smallest step length, clamp(pert, min=1e-4)",
+        unit="ℓ2, [0, 1] pixel units",
+        paper="clamp(min=1e-4) (released code)",
+    )
+    num_candidates: int = param(
+        10,
+        static=True,
+        doc="classes considered: the top logits at the start point, the label included",
+        unit="classes",
+        paper="num_classes=10 (released code)",
+    )
+    max_iter: int = param(
+        50,
+        static=True,
+        doc="cap on DeepFool steps per call",
+        unit="steps",
+        paper="max_iter=50 (released code)",
+    )
 
     def validate(self) -> None:
-        if self.num_candidates < 2:
-            raise SparsejaxError(f"deepfool num_candidates must be >= 2, got {self.num_candidates}")
-        if self.max_iter < 1:
-            raise SparsejaxError(f"deepfool max_iter must be >= 1, got {self.max_iter}")
-        check_number("deepfool overshoot", self.overshoot, lo=0.0)
-        check_number("deepfool min_step", self.min_step, lo=0.0)
+        _config.check_count(self, "num_candidates", lo=2)
+        _config.check_count(self, "max_iter", hi=100_000)
+        _config.check_number(self, "overshoot", lo=0.0)
+        _config.check_number(self, "min_step", lo=0.0)
 
 
 class DeepFoolState(NamedTuple):
@@ -87,11 +103,6 @@ class DeepFoolResult(NamedTuple):
     backwards: jax.Array  # int32 backward (VJP) passes
 
 
-def num_classes_of(logits_fn, x) -> int:
-    """K, read from the output shape at trace time (never a constant)."""
-    return jax.eval_shape(logits_fn, jax.ShapeDtypeStruct((1,) + x.shape, x.dtype)).shape[-1]
-
-
 def num_candidates(config: DeepFoolConfig, num_classes: int, targeted: bool) -> int:
     """Classes whose boundary with the source class a step considers."""
     return 1 if targeted else min(config.num_candidates, num_classes) - 1
@@ -105,9 +116,13 @@ def num_rows(config: DeepFoolConfig, num_classes: int, targeted: bool) -> int:
 
 
 def _source_class(logits, label, target):
-    if target is None:
-        return label
-    return jnp.argmax(jnp.where(jnp.arange(logits.shape[0]) == target, NEG_INF, logits))
+    return label if target is None else strongest_other(logits, target)
+
+
+def _crossed(s: DeepFoolState, label, target):
+    if target is not None:
+        return s.check_class == target
+    return (s.check_class != label) & (s.check_class >= 0)
 
 
 def deepfool_init(x, label, config: DeepFoolConfig, num_classes: int, targeted: bool):
@@ -124,17 +139,12 @@ def deepfool_init(x, label, config: DeepFoolConfig, num_classes: int, targeted: 
 
 def deepfool_finished(s: DeepFoolState, label, config: DeepFoolConfig, target=None):
     """Crossed (or reached the target), stalled, or out of steps."""
-    crossed = (
-        (s.check_class == target)
-        if target is not None
-        else ((s.check_class != label) & (s.check_class >= 0))
-    )
-    return crossed | s.stalled | (s.it >= config.max_iter)
+    return _crossed(s, label, target) | s.stalled | (s.it >= config.max_iter)
 
 
-def deepfool_step(logits_fn, x, label, config: DeepFoolConfig, s: DeepFoolState, target=None):
+def deepfool_step(f: Classifier, x, label, config: DeepFoolConfig, s: DeepFoolState, target=None):
     """One DeepFool step from x + r_tot. Cost: 2 forwards + ``num_rows`` backwards."""
-    num_classes = num_classes_of(logits_fn, x)
+    num_classes = f.num_classes
     targeted = target is not None
     c = num_candidates(config, num_classes, targeted)
     classes = jnp.arange(num_classes)
@@ -148,7 +158,7 @@ def deepfool_step(logits_fn, x, label, config: DeepFoolConfig, s: DeepFoolState,
             cand = jnp.where(s.it == 0, top.astype(jnp.int32), s.candidates)
         return jax.nn.one_hot(cand, num_classes) - jax.nn.one_hot(src, num_classes)[None]
 
-    logits, cot, w_k = logits_and_rows(logits_fn, x + s.r_tot, rows)  # w_k: [c, H, W, C]
+    logits, cot, w_k = f.logits_and_rows(x + s.r_tot, rows)  # w_k: [c, H, W, C]
     cand = jnp.argmax(cot, axis=-1).astype(jnp.int32)  # [c]: the +1 entry of each row
     f_k = cot @ logits  # f_cand - f_src, [c]
     norms = jax.vmap(l2)(w_k)  # [c]
@@ -156,9 +166,10 @@ def deepfool_step(logits_fn, x, label, config: DeepFoolConfig, s: DeepFoolState,
     pert_k = jnp.where(norms > 0, jnp.abs(f_k) / safe, jnp.inf)
     j = jnp.argmin(pert_k)  # the closest linearized boundary
     ok = jnp.isfinite(pert_k[j])
-    r_i = jnp.where(ok, jnp.maximum(pert_k[j], config.min_step) / safe[j], 0.0) * w_k[j]
+    # A select, not a product with 0: a non-finite gradient must not leak into r_tot.
+    r_i = jnp.where(ok, (jnp.maximum(pert_k[j], config.min_step) / safe[j]) * w_k[j], 0.0)
     r_tot = s.r_tot + r_i
-    check = jnp.argmax(single_logits(logits_fn, x + (1 + config.overshoot) * r_tot))
+    check = jnp.argmax(f.logits(x + (1 + config.overshoot) * r_tot))
     return DeepFoolState(
         r_tot=r_tot,
         it=s.it + 1,
@@ -169,64 +180,75 @@ def deepfool_step(logits_fn, x, label, config: DeepFoolConfig, s: DeepFoolState,
     )
 
 
-def deepfool_normal(logits_fn, x, label, s: DeepFoolState, target=None):
-    """Eq. (6) at x_B = x + r_tot, unit ℓ2 norm (zeros if degenerate), and k(x_B).
+class Normal(NamedTuple):
+    """SparseFool's Eq. (6) at the boundary point."""
+
+    w: jax.Array  # float32[H, W, C], unit ℓ2 norm; zeros when not usable
+    adv_class: jax.Array  # int32 k(x_B): the class crossed into (or the fallback class)
+    crossed: jax.Array  # bool: DeepFool crossed (untargeted) / reached the target
+    finite: jax.Array  # bool: the gradient was finite (False: w = 0 because of a NaN/Inf)
+
+
+def deepfool_normal(f: Classifier, x, label, s: DeepFoolState, target=None) -> Normal:
+    """Eq. (6) at x_B = x + r_tot, unit ℓ2 norm (zeros if zero or not finite), and k(x_B).
 
     Cost: 1 forward + 1 backward (the gradient of the difference of two logits).
     """
-    num_classes = num_classes_of(logits_fn, x)
-    crossed = (
-        (s.check_class == target)
-        if target is not None
-        else ((s.check_class != label) & (s.check_class >= 0))
-    )
+    num_classes = f.num_classes
+    crossed = _crossed(s, label, target)
     adv_class = jnp.where(crossed, s.check_class, s.last_class)
 
     def normal_row(logits):
         src = _source_class(logits, label, target)
         return (jax.nn.one_hot(adv_class, num_classes) - jax.nn.one_hot(src, num_classes))[None]
 
-    _, _, g = logits_and_rows(logits_fn, x + s.r_tot, normal_row)
+    _, _, g = f.logits_and_rows(x + s.r_tot, normal_row)
     norm = l2(g[0])
-    good = jnp.isfinite(norm) & (norm > 0)
-    return jnp.where(good, g[0] / jnp.where(good, norm, 1.0), 0.0), adv_class, crossed
+    finite = jnp.isfinite(norm)
+    good = finite & (norm > 0)
+    w = jnp.where(good, g[0] / jnp.where(good, norm, 1.0), 0.0)
+    return Normal(w, adv_class.astype(jnp.int32), crossed, finite)
 
 
 def deepfool(
     logits_fn,
     x: jax.Array,
     label: jax.Array,
-    config: DeepFoolConfig = DeepFoolConfig(),
+    config: DeepFoolConfig | None = None,
     target: jax.Array | None = None,
 ) -> DeepFoolResult:
     """ℓ2 DeepFool from one point, returning SparseFool's boundary point and normal.
+
+    A building block for one example (SparseFool interleaves its steps with its own); not a
+    registered sparse attack.
 
     Args:
       logits_fn: ``float32[B, H, W, C] -> float32[B, K]``.
       x: float32[H, W, C] start point (SparseFool's current iterate).
       label: int32 true class (the source class of the untargeted attack).
-      config: DeepFoolConfig.
+      config: DeepFoolConfig (None: the defaults).
       target: int32 target class for the targeted variant, or None.
 
     Returns:
       DeepFoolResult. Cost: per step 2 forwards + ``num_rows`` backwards, plus 1 forward and
       1 backward for the normal.
     """
+    config = DeepFoolConfig() if config is None else config
+    f = Classifier(logits_fn, x.shape, x.dtype)
     label = jnp.asarray(label, jnp.int32)
-    num_classes = num_classes_of(logits_fn, x)
-    k = num_rows(config, num_classes, target is not None)
+    k = num_rows(config, f.num_classes, target is not None)
     s = jax.lax.while_loop(
         lambda s: ~deepfool_finished(s, label, config, target),
-        lambda s: deepfool_step(logits_fn, x, label, config, s, target),
-        deepfool_init(x, label, config, num_classes, target is not None),
+        lambda s: deepfool_step(f, x, label, config, s, target),
+        deepfool_init(x, label, config, f.num_classes, target is not None),
     )
-    normal, adv_class, crossed = deepfool_normal(logits_fn, x, label, s, target)
+    normal = deepfool_normal(f, x, label, s, target)
     return DeepFoolResult(
         r_tot=s.r_tot,
-        normal=normal,
-        adv_class=adv_class.astype(jnp.int32),
+        normal=normal.w,
+        adv_class=normal.adv_class,
         iterations=s.it,
-        flipped=crossed,
+        flipped=normal.crossed,
         forwards=2 * s.it + 1,
         backwards=k * s.it + 1,
     )

@@ -53,6 +53,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 # Paper §4.1: (ρ1, ρ2, ρ3) = (box, sphere, cardinality), same on CIFAR-10 and ImageNet.
 PAPER_RHO = (5e-3, 5e-3, 1e-4)
@@ -91,7 +92,7 @@ def admm_init(g: jax.Array, rho) -> ADMMState:
 
 def project_box(v: jax.Array) -> jax.Array:
     """P_Sb(v) = min(1, max(0, v)), the projection onto S_b = [0, 1]^N (Eq. 11)."""
-    return jnp.clip(v, 0.0, 1.0)
+    return optax.projections.projection_box(v, 0.0, 1.0)
 
 
 def project_sphere(v: jax.Array) -> jax.Array:

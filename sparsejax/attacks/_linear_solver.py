@@ -34,7 +34,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from sparsejax.attacks.common import vdot
+from sparsejax.ops import vdot
 
 
 class SolverResult(NamedTuple):

@@ -1,0 +1,109 @@
+"""The registry of attacks: the one list that the command line, the runner and the
+evaluation read (SPEC §2). A new attack is one entry here and one row in the conformance
+table (``tests/test_conformance.py``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Literal
+
+from sparsejax.attacks import _sapf, _sparse_l0, _sparsefool
+from sparsejax.attacks.engine import Algorithm
+from sparsejax.errors import UnknownNameError
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackSpec:
+    """What the tools need to know about an attack.
+
+    Attributes:
+      name: the command-line spelling (``sparsefool``, ``sparse-l0``, ...).
+      fn: the public attack function (the one signature of SPEC §2).
+      config_cls: its config class.
+      paper: the paper it implements.
+      description: one line.
+      unit: the ℓ0 unit of its budget or objective: "pixels" or "elements".
+      budget: "min-norm" (it minimises ℓ0) or "fixed-k" (it stays within a budget k).
+      targeted: "no", "optional" or "required".
+      needs_key: whether it draws random numbers (a key is required).
+    """
+
+    name: str
+    fn: Callable
+    config_cls: type
+    paper: str
+    description: str
+    unit: Literal["pixels", "elements"]
+    budget: Literal["min-norm", "fixed-k"]
+    targeted: Literal["no", "optional", "required"]
+    needs_key: bool
+
+    @property
+    def algorithm(self) -> Algorithm:
+        return self.fn.algorithm
+
+
+def _spec(fn, paper, description, unit, budget) -> AttackSpec:
+    a: Algorithm = fn.algorithm
+    return AttackSpec(
+        a.name, fn, a.config_cls, paper, description, unit, budget, a.targeted, a.needs_key
+    )
+
+
+_SAPF_PAPER = "Fan et al., 'Sparse Adversarial Attack via Perturbation Factorization', ECCV 2020"
+_SPECS = {
+    s.name: s
+    for s in (
+        _spec(
+            _sparsefool.sparsefool,
+            "Modas, Moosavi-Dezfooli, Frossard, 'SparseFool: a few pixels make a big "
+            "difference', CVPR 2019",
+            "DeepFool linearization + box-constrained l1 LinearSolver",
+            "pixels",  # the paper reports the fraction of pixels changed
+            "min-norm",
+        ),
+        _spec(
+            _sparse_l0.sparse_l0,
+            "Lin, Lou, Wang, Jalaian, Yuan, 'Towards Interpretable Adversarial Examples via "
+            "Sparse Adversarial Attack'",
+            "I-FGSM start, shifted-ReLU weight mask, Heaviside with a Gaussian surrogate "
+            "derivative, Omega box",
+            "elements",
+            "min-norm",
+        ),
+        _spec(
+            _sapf.sapf,
+            _SAPF_PAPER,
+            "perturbation = magnitude x binary selection, cardinality k, lp-box ADMM",
+            "elements",
+            "fixed-k",
+        ),
+        _spec(
+            _sapf.sapf_gs,
+            _SAPF_PAPER,
+            "SAPF with group sparsity over SLIC superpixels (Eq. 16)",
+            "elements",
+            "fixed-k",
+        ),
+        _spec(
+            _sapf.sapf_vi,
+            _SAPF_PAPER,
+            "SAPF with visual-imperceptibility weights in the l2 term (Eq. 17)",
+            "elements",
+            "fixed-k",
+        ),
+    )
+}
+
+
+def names() -> list[str]:
+    """The registered attack names, sorted."""
+    return sorted(_SPECS)
+
+
+def get(name: str) -> AttackSpec:
+    """The :class:`AttackSpec` of ``name``; an unknown name is a one-line error."""
+    if name not in _SPECS:
+        raise UnknownNameError(f"unknown attack {name!r}; known: {', '.join(names())}")
+    return _SPECS[name]

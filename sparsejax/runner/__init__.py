@@ -1,0 +1,161 @@
+"""Running an attack over a dataset (SPEC §5), in four parts:
+
+- :mod:`.plan`: what will be attacked (items, targets, batches, keys), checked first;
+- :mod:`.store`: the run folder, checked against the run and resumable;
+- :mod:`.execute`: one compiled executable per attack and shapes, batches side by side;
+- :mod:`.report`: results.json, the printed tables and the examples figure.
+
+Everything that can be wrong with the request (attack, config, target mode, seed, batch
+size, output folder) is checked before the model sees the dataset and before anything is
+compiled.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from sparsejax import metrics
+from sparsejax.runner import execute, report, store
+from sparsejax.runner.execute import Interrupted, default_workers
+from sparsejax.runner.plan import (
+    TARGET_MODES,
+    check_request,
+    fingerprint,
+    fingerprint_hash,
+    get_attack,
+    make_config,
+    make_plan,
+    schedule_for,
+)
+from sparsejax.runner.report import cases_table, examples_figure, table1_row
+
+__all__ = [
+    "TARGET_MODES",
+    "Interrupted",
+    "cases_table",
+    "default_workers",
+    "examples_figure",
+    "get_attack",
+    "make_config",
+    "run_attack",
+    "table1_row",
+]
+
+
+def _record(plan, b: int, r, seconds: float) -> tuple[int, int, dict]:
+    first, stop = plan.item_range(b)
+    real = stop - first
+    items = np.arange(first, stop)
+    pos = plan.positions[items]
+    x_adv = np.asarray(r.x_adv)[:real]
+    rec = {k: np.asarray(getattr(r, k))[:real] for k in store.RESULT_FIELDS}
+    rec.update({k: np.asarray(v) for k, v in metrics.lp_norms(x_adv, plan.ds.x[pos]).items()})
+    rec.update(
+        index=plan.ds.indices[pos],
+        pos=pos,
+        label=plan.ds.y[pos],
+        target=np.full(real, -1) if plan.targets is None else plan.targets[items],
+        x_adv=x_adv,
+        seconds=np.full(real, seconds / max(real, 1)),
+    )
+    return first, stop, rec
+
+
+def run_attack(
+    spec,
+    config,
+    model,
+    ds,
+    out_dir: str | Path,
+    batch_size: int = 50,
+    slots: int | None = None,
+    target_mode: str | None = None,
+    seed: int = 0,
+    overwrite: bool = False,
+    progress: bool = True,
+    workers: int | None = None,
+) -> dict:
+    """Attacks every example of ``ds`` (or every image-target pair) and writes the results.
+
+    Args:
+      spec: an :class:`~sparsejax.attacks.AttackSpec` (``sparsejax.attacks.get(name)``).
+      config: its config object.
+      model, ds: a :class:`~sparsejax.models.Model` and a :class:`~sparsejax.data.Dataset`.
+      out_dir: the run folder (see :mod:`.store`).
+      batch_size: items per compiled call; results are saved after each batch.
+      slots: lanes of the refill queue of an early-stopping attack (default per backend).
+      target_mode: None (untargeted), ``least-likely``, ``random`` or ``all``.
+      seed: for random targets and the attacks that draw random numbers.
+      overwrite: replace a different, damaged or unknown run in ``out_dir``.
+      workers: compiled calls at the same time (default :func:`default_workers`).
+
+    Returns the ``results.json`` content. A KeyboardInterrupt saves what finished, writes
+    results.json and raises :class:`Interrupted`; the same call resumes.
+    ``time_per_sample_s`` is the wall time of the attack phases (compilation excluded,
+    summed over sessions up to each session's last finished batch) per attacked item.
+    """
+    from tqdm.auto import tqdm
+
+    check_request(
+        spec, config, target_mode=target_mode, seed=seed, batch_size=batch_size, slots=slots,
+        workers=workers,
+    )  # fmt: skip
+    if spec.algorithm.check_shape is not None:
+        spec.algorithm.check_shape(config, model.input_shape)
+    n_items = len(ds) * (model.num_classes - 1 if target_mode == "all" else 1)
+    bs = min(batch_size, n_items)
+    schedule = schedule_for(spec, slots, bs)
+    fp = fingerprint(spec, config, model, ds, target_mode, seed, bs, schedule)
+    run = store.RunStore(out_dir, fp, fingerprint_hash(fp), n_batches=-(-n_items // bs))
+    run.open(overwrite)  # before the model sees the dataset
+
+    clean_logits = model.predict(ds.x)
+    clean_acc = float((clean_logits.argmax(1) == ds.y).mean())
+    plan = make_plan(
+        spec, config, model, ds, target_mode=target_mode, seed=seed, batch_size=bs,
+        schedule=schedule, fp=fp, clean_logits=clean_logits,
+    )  # fmt: skip
+    batches = run.load_batches(plan.item_range)
+    sessions = run.load_timing()
+    todo = [b for b in range(plan.n_batches) if b not in batches]
+    workers = min(default_workers() if workers is None else workers, max(len(todo), 1))
+    bar = tqdm(
+        total=plan.n_batches, initial=len(batches), desc=spec.name, unit="batch",
+        disable=not progress,
+    )  # fmt: skip
+    if todo:
+        compiled, compile_s = execute.compiled_attack(plan, plan.batch_inputs(todo[0]))
+        session = dict(compile_seconds=compile_s, attack_seconds=0.0, batches=0, workers=workers)
+        sessions.append(session)
+        start = time.perf_counter()
+        stop = threading.Event()
+        try:
+            with execute.ctrl_c_sets(stop):
+                for b, r, seconds in execute.run_batches(plan, todo, compiled, workers, stop):
+                    first, last, rec = _record(plan, b, r, seconds)
+                    run.save_batch(b, first, last, rec)
+                    batches[b] = rec
+                    session["attack_seconds"] = time.perf_counter() - start
+                    session["batches"] += 1
+                    run.save_timing(sessions)
+                    if store.due(session["batches"]):
+                        res = report.results(plan, batches, sessions, clean_acc)
+                        run.write_results(res, report.concatenate(batches))
+                    bar.update(1)
+                    attacked = rec["clean_pred"] == rec["label"]
+                    if attacked.any():
+                        bar.set_postfix(batch_success=f"{rec['success'][attacked].mean():.3f}")
+        except Interrupted:
+            bar.close()
+            with execute.ctrl_c_sets(stop):  # a second Ctrl-C must not break the saving
+                res = report.results(plan, batches, sessions, clean_acc)
+                run.write_results(res, report.concatenate(batches))
+            raise Interrupted(len(batches), plan.n_batches) from None
+    bar.close()
+    res = report.results(plan, batches, sessions, clean_acc)
+    run.write_results(res, report.concatenate(batches))
+    return res
