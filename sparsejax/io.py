@@ -52,6 +52,11 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     _atomic_write_bytes(Path(path), (text + "\n").encode())
 
 
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Writes bytes atomically."""
+    _atomic_write_bytes(Path(path), data)
+
+
 def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     import io
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import jax
 import numpy as np
@@ -12,6 +13,10 @@ from sparsejax.data import assets_dir
 
 # Silent broadcasting between a [B] mask and [B, H, W, C] images is a classic attack bug.
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+# The command line turns on the persistent compilation cache: keep the tests' entries in a
+# folder of their own, not in the user's cache.
+os.environ.setdefault("SPARSEJAX_CACHE_DIR", tempfile.mkdtemp(prefix="sparsejax-test-cache-"))
 
 SHARED_REASON = (
     "needs the shared real data and weights (../shared/assets or $SPARSEJAX_ASSETS), "

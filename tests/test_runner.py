@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import jax
 import numpy as np
 import pytest
 
@@ -233,3 +234,27 @@ def test_sapf_all_targets_from_the_command_line(tmp_path, capsys, ckpt, attack):
         assert e["success"] == (e["adv_pred"] == e["target"] and e["clean_pred"] == e["label"])
         assert e["l0_elements"] <= 10  # exact cardinality: l0 <= k
     assert res["summary"]["success_rate"] > 0.6
+
+
+def test_a_second_run_loads_the_traced_program_from_the_cache(tmp_path, monkeypatch, ckpt):
+    """With the compilation cache on, the first run keeps the traced attack (jax.export) and
+    a later process reuses it; the results are the same bit for bit."""
+    from sparsejax.runner import execute
+
+    monkeypatch.setenv("SPARSEJAX_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(execute, "_COMPILED", {})  # as a new process
+    traced = []
+    export = jax.export.export
+    monkeypatch.setattr(jax.export, "export", lambda f: traced.append(f) or export(f))
+    assert cli.main(_argv(ckpt, tmp_path / "a")) == 0
+    programs = list((tmp_path / "cache" / "sparsejax-programs").glob("*.bin"))
+    assert len(programs) == 1 and len(traced) == 1
+    monkeypatch.setattr(execute, "_COMPILED", {})
+    assert cli.main(_argv(ckpt, tmp_path / "b")) == 0
+    assert len(traced) == 1  # not traced again: loaded from the file
+    assert list((tmp_path / "cache" / "sparsejax-programs").glob("*.bin")) == programs
+    a, b = (
+        np.load(tmp_path / "a" / "adversarials.npz"),
+        np.load(tmp_path / "b" / "adversarials.npz"),
+    )
+    np.testing.assert_array_equal(a["x_adv"], b["x_adv"])

@@ -600,6 +600,8 @@ def _prepare_gs(x, c: SAPFGSConfig, given: dict) -> dict:
         # group_gradient contract); raise max_segments to use them all.
         return np.minimum(seg, c.max_segments)
 
+    if _config.is_concrete(x):  # outside jit: compute them here, no callback in the program
+        return {"segments": jnp.asarray(host(x))}
     shape = jax.ShapeDtypeStruct(x.shape[:-1], jnp.int32)
     return {"segments": jax.pure_callback(host, shape, x, vmap_method="sequential")}
 
@@ -623,6 +625,8 @@ def _prepare_vi(x, c: SAPFVIConfig, given: dict) -> dict:
     def host(xs):
         return visual_weights(np.asarray(xs), c.weighting, normalize=c.normalize).astype(xs.dtype)
 
+    if _config.is_concrete(x):
+        return {"weights": jnp.asarray(host(x))}
     shape = jax.ShapeDtypeStruct(x.shape, x.dtype)
     return {"weights": jax.pure_callback(host, shape, x, vmap_method="sequential")}
 

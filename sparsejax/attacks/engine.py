@@ -161,6 +161,22 @@ class Problem:
         return jnp.all(jnp.isfinite(logits)) & self.is_adversarial(jnp.argmax(logits))
 
 
+@jax.jit
+def _apply(logits_fn, x):
+    return logits_fn(x)
+
+
+def _traced_once(logits_fn: Callable) -> Callable:
+    """``logits_fn`` behind a ``jax.jit`` boundary. An attack calls the model several times
+    per step (forward, VJP, checks), and the engine traces a step several times (vmap,
+    queue refills, a branch per lane_cond); inside an outer trace a jitted function is
+    traced once per input shape and reused, so the model's Python code runs once instead of
+    once per call site. XLA inlines the inner call: nothing changes at run time."""
+    if isinstance(logits_fn, jax.tree_util.Partial):  # a pytree: its weights stay arguments
+        return jax.tree_util.Partial(_apply, logits_fn)
+    return jax.jit(logits_fn)
+
+
 class Classifier:
     """The model as the algorithms see it: one example in, logits out.
 
@@ -169,9 +185,10 @@ class Classifier:
     """
 
     def __init__(self, logits_fn: Callable, example_shape: Sequence[int], dtype=jnp.float32):
-        self.logits_fn = logits_fn
+        self.logits_fn = _traced_once(logits_fn)
         self.example_shape = tuple(example_shape)
-        out = jax.eval_shape(logits_fn, jax.ShapeDtypeStruct((1, *self.example_shape), dtype))
+        one = jax.ShapeDtypeStruct((1, *self.example_shape), dtype)
+        out = jax.eval_shape(self.logits_fn, one)
         if len(out.shape) != 2 or out.shape[0] != 1:
             raise SparsejaxError(
                 f"logits_fn must map [B, H, W, C] to [B, K]; got output shape {out.shape} "

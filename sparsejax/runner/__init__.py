@@ -51,8 +51,8 @@ def _record(plan, b: int, r, seconds: float) -> tuple[int, int, dict]:
     real = stop - first
     items = np.arange(first, stop)
     pos = plan.positions[items]
-    x_adv = np.asarray(r.x_adv)[:real]
-    rec = {k: np.asarray(getattr(r, k))[:real] for k in store.RESULT_FIELDS}
+    x_adv = np.asarray(r["x_adv"])[:real]
+    rec = {k: np.asarray(r[k])[:real] for k in store.RESULT_FIELDS}
     rec.update({k: np.asarray(v) for k, v in metrics.lp_norms(x_adv, plan.ds.x[pos]).items()})
     rec.update(
         index=plan.ds.indices[pos],

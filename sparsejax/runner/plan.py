@@ -193,12 +193,16 @@ class Plan:
         pos = self.positions[items]
         base = jax.random.key(self.seed)
         keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.asarray(items, jnp.uint32))
+        x = jnp.asarray(self.ds.x[pos])
+        prepare = self.spec.algorithm.prepare_extras
         return {
-            "x": jnp.asarray(self.ds.x[pos]),
+            "x": x,
             "y": jnp.asarray(self.ds.y[pos]),
             "targets": None if self.targets is None else jnp.asarray(self.targets[items]),
             "mask": jnp.asarray(np.arange(self.batch_size) < real),
             "key": keys,
+            # SAPF-GS / VI inputs, computed here on the host (no callback in the program).
+            "extras": {} if prepare is None else prepare(x, self.config, {}),
         }
 
 
