@@ -1,12 +1,13 @@
-"""Lin et al. attack: the appendix C.3 ablations (a, λ, τ), the choices the paper leaves
-open (initial w, box, returned iterate, untargeted loss), Eq. (20) against Algorithm 1 and
-the released code, and the PGD-trained LeNet-5 (Table 2 setting).
+"""Lin et al. attack: the appendix C.3 ablations (a, λ, τ) at the default reading, the
+choices the paper leaves open (box, returned iterate, untargeted loss, loss scale), the
+released code, and the PGD-trained LeNet-5 (Table 2 setting). The readings of the paper
+side by side on 200 images: ``sparse_l0_readings.py``.
 
 COMMAND: .venv/bin/python experiments/sparse_l0_ablations.py [--n 100]
 Writes experiments/results/sparse_l0_ablations.json and
-experiments/figures/sparse_l0_ablations.png. About 30 minutes on 2 CPU cores.
+experiments/figures/sparse_l0_ablations.png. About 25 minutes on 2 CPU cores.
 
-Every sweep is ONE compiled call (``sparsejax.sweep.sweep`` vmaps the batched attack over
+Every sweep is ONE compiled call (``sparsejax.sweep`` runs the attack over every value of
 the swept config field), so its time is the time of all its values together; the
 "iteration of the returned mask" is reported as the convergence proxy instead of a time
 per value. ℓ0 statistics are over successful examples of correctly classified inputs.
@@ -32,11 +33,11 @@ R20 = ("resnet20-cifar10", "weights/cifar10/resnet20-12fca82f.th", "cifar10")
 LENET = ("lenet5-mnist", "weights/mnist/advertorch_mnist_lenet5_clntrained.pt", "mnist")
 LENET_PGD = ("lenet5-mnist", "weights/mnist/advertorch_mnist_lenet5_advtrained.pt", "mnist")
 
-SWEEPS = {  # appendix C.3 Fig. 7 ranges (λ "scaled to our setting": 1e-1 ... 1e-5)
+SWEEPS = {  # appendix C.3 Fig. 7 ranges (λ "scaled to our setting": 1e-1 ... 1e-5; the loss
+    # scale β/λ moves with λ)
     "a": [1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01],
     "lambda_": [1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 1e-4, 1e-5],
     "tau": [0.2, 0.25, 0.3, 0.35, 0.4],
-    "w_init": [0.01, 0.02, 0.05, 0.1, 0.2, 0.5],
 }
 
 
@@ -148,7 +149,7 @@ def main():
     for key, (name, weights, dataset) in {"r20": R20, "lenet": LENET, "pgd": LENET_PGD}.items():
         loaded[key] = (models.load(name, assets / weights), data.load_dataset(dataset, n=args.n))
 
-    # 1. Appendix C.3 ablations and the initial w, ResNet-20, paper defaults otherwise.
+    # 1. Appendix C.3 ablations, ResNet-20, the defaults otherwise.
     model, ds = loaded["r20"]
     for field, values in SWEEPS.items():
         rows, seconds = run_sweep(model, ds, SparseL0Config(), field, values)
@@ -160,23 +161,29 @@ def main():
                 f"{r['mean_returned_iteration']:.1f}",
                 flush=True,
             )
-    model, ds = loaded["lenet"]
-    rows, seconds = run_sweep(
-        model, ds, SparseL0Config(box="directional"), "w_init", SWEEPS["w_init"]
-    )
-    out["lenet_directional_w_init"] = {"rows": rows, "seconds_all_values": seconds}
 
-    # 2. Variants on the same images.
+    # 2. Variants on the same images (ResNet-20: those the readings script does not run).
+    eq20 = SparseL0Config(update="eq20", loss_scale="paper")
     variants = {
-        "eq20 (default)": SparseL0Config(),
-        "Algorithm 1 (in-place shifted ReLU)": SparseL0Config(update="algorithm1"),
-        "keep the last iterate (Alg. 1 output)": SparseL0Config(keep="last"),
+        "Algorithm 1, released scale (default)": SparseL0Config(),
         "untargeted loss: maximise CE(true label)": SparseL0Config(untargeted_loss="true_label"),
         "directional box": SparseL0Config(box="directional"),
+        "directional box, β = 1e3": SparseL0Config(box="directional", beta=1e3),
+        "Eq. (20), free w, scale 1 (0.1 default)": eq20,
+        "Eq. (20), scale 1, directional box": SparseL0Config(
+            update="eq20", loss_scale="paper", box="directional"
+        ),
+        "keep the last iterate (Alg. 1 output)": SparseL0Config(keep="last"),
+        "ℓ0 surrogate gradient removed": SparseL0Config(surrogate="none"),
     }
+    in_readings = {"keep the last iterate (Alg. 1 output)", "ℓ0 surrogate gradient removed"}
     for key in ("r20", "lenet"):
         model, ds = loaded[key]
-        res = {v: run_one(model, ds, cfg) for v, cfg in variants.items()}
+        res = {
+            v: run_one(model, ds, cfg)
+            for v, cfg in variants.items()
+            if key == "lenet" or v not in in_readings
+        }
         res["released code (emulated in JAX)"] = run_released(model, ds)
         out[f"{key}_variants"] = res
         for v, s in res.items():
@@ -188,18 +195,22 @@ def main():
 
     # 3. The PGD-trained LeNet-5 (paper Table 2: MNIST PGD-AT, ε = 0.3: 13.8% fooling rate).
     model, ds = loaded["pgd"]
+    eq20_fields = {"update": "eq20", "loss_scale": "paper"}
     pgd = {}
     for eps_name, eps in (("4/255", 4 / 255), ("0.3", 0.3)):
         for box in ("symmetric", "directional"):
-            cfg = SparseL0Config(epsilon=eps, alpha=eps / 4 if eps > 0.1 else 1 / 255, box=box)
-            pgd[f"eps={eps_name}, {box} box"] = run_one(model, ds, cfg)
+            for reading, extra in (("default", {}), ("Eq. (20) scale 1", eq20_fields)):
+                cfg = SparseL0Config(
+                    epsilon=eps, alpha=eps / 4 if eps > 0.1 else 1 / 255, box=box, **extra
+                )
+                pgd[f"{reading}, eps={eps_name}, {box} box"] = run_one(model, ds, cfg)
     out["pgd_lenet"] = pgd
     for v, s in pgd.items():
         print(f"pgd {v:35s} success {s['success_rate']:.3f} median el {s['median_l0_elements']}")
 
     (HERE / "results" / "sparse_l0_ablations.json").write_text(json.dumps(out, indent=2) + "\n")
     panels = {}
-    for field, label in (("a", "a"), ("lambda_", "λ"), ("tau", "τ"), ("w_init", "w_init")):
+    for field, label in (("a", "a"), ("lambda_", "λ"), ("tau", "τ")):
         rows = out[f"r20_{field}"]["rows"]
         panels[label] = (
             [r[field] for r in rows],

@@ -5,11 +5,14 @@ Writes experiments/results/sparse_l0_table.{json,md} and
 experiments/figures/sparse_l0_examples_{cifar10,mnist}.png; per-example results under
 experiments/runs/ (not committed). About 15 minutes on 2 CPU cores.
 
-Settings: the paper's defaults for the Lin et al. attack (§5.1: ε = 4/255, α = 1/255, 10
-I-FGSM steps, a = 0.1, τ = 0.3, λ = 1e-2, 100 SGD steps, momentum 0.9, lr 1e-2; targeted =
-least-likely class), with the Eq. (22) box as printed ("symmetric") and, on MNIST, the
-directional box as well. SparseFool: λ = 1 (MNIST), 3 (CIFAR-10), released defaults
-otherwise; its targeted variant (§3.3) on the same least-likely targets.
+Settings: the library's defaults for the Lin et al. attack (Algorithm 1 with the surrogate
+through the ReLU and the released code's loss scale β/λ; the paper's §5.1 values: ε = 4/255,
+α = 1/255, 10 I-FGSM steps, a = 0.1, τ = 0.3, λ = 1e-2, 100 SGD steps, momentum 0.9,
+lr 1e-2; targeted = least-likely class), with the Eq. (22) box as printed ("symmetric") and,
+on MNIST (the clean and the PGD-trained LeNet-5), the directional box as well
+(``sparse_l0_readings.py`` has the other readings).
+SparseFool: λ = 1 (MNIST), 3 (CIFAR-10), released defaults otherwise; its targeted variant
+(§3.3) on the same least-likely targets.
 
 The paper (Table 1, CIFAR-10, ResNet-18, 100% fooling rate): this attack 44 perturbed
 "pixels" untargeted and 69 targeted, SparseFool 76 untargeted. Its code counts channel
@@ -31,6 +34,12 @@ HERE = Path(__file__).parent
 MODELS = {
     "resnet20": ("resnet20-cifar10", "weights/cifar10/resnet20-12fca82f.th", "cifar10", 3.0),
     "lenet5": ("lenet5-mnist", "weights/mnist/advertorch_mnist_lenet5_clntrained.pt", "mnist", 1.0),
+    "lenet5-pgd": (
+        "lenet5-mnist",
+        "weights/mnist/advertorch_mnist_lenet5_advtrained.pt",
+        "mnist",
+        1.0,
+    ),
 }
 
 
@@ -39,12 +48,22 @@ def runs_for(key):
     lam = MODELS[key][3]
     rows = []
     for tgt in (None, "least-likely"):
-        rows.append(("Lin et al. (paper defaults)", "sparse-l0", attacks.SparseL0Config(), tgt, ""))
-        if key == "lenet5":
-            directional = attacks.SparseL0Config(box="directional")
-            rows.append(
-                ("Lin et al., directional box", "sparse-l0", directional, tgt, "directional")
-            )
+        rows.append(("Lin et al. (defaults)", "sparse-l0", attacks.SparseL0Config(), tgt, ""))
+        if key.startswith("lenet5"):
+            for label, tag, cfg in (
+                ("directional box", "directional", attacks.SparseL0Config(box="directional")),
+                (
+                    "directional box, β = 1e3",
+                    "directional_beta1e3",
+                    attacks.SparseL0Config(box="directional", beta=1e3),
+                ),
+                (
+                    "Eq. (20) scale 1, directional box",
+                    "directional_eq20",
+                    attacks.SparseL0Config(box="directional", update="eq20", loss_scale="paper"),
+                ),
+            ):
+                rows.append((f"Lin et al., {label}", "sparse-l0", cfg, tgt, tag))
         cfg = attacks.SparseFoolConfig(lambda_=lam)
         rows.append((f"SparseFool λ={lam:g}", "sparsefool", cfg, tgt, f"{lam}"))
     return rows
@@ -70,7 +89,7 @@ def main():
             )
             s = res["summary"]
             row = {
-                "model": name,
+                "model": key,
                 "dataset": dataset,
                 "attack": label,
                 "targeted": tgt or "untargeted",
@@ -94,7 +113,11 @@ def main():
                 f"{row['median_l0_pixels']} px  {row['time_per_sample_s']:.3f} s/img",
                 flush=True,
             )
-            if attack == "sparse-l0" and tgt is None and (key == "resnet20" or variant):
+            if (
+                attack == "sparse-l0"
+                and tgt is None
+                and (key == "resnet20" or (variant == "directional_beta1e3" and key == "lenet5"))
+            ):
                 adv = np.load(out / "adversarials.npz")["x_adv"]
                 pos = [i for i, e in enumerate(res["examples"]) if e["success"]][:5]
                 plots.examples_figure(
@@ -104,7 +127,7 @@ def main():
                     [res["examples"][i]["adv_pred"] for i in pos],
                     HERE / "figures" / f"sparse_l0_examples_{dataset}.png",
                     class_names=ds.class_names,
-                    title=f"Lin et al. ({label}), {name}",
+                    title=f"{label}, {name}",
                 )
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "sparse_l0_table.json").write_text(json.dumps(table, indent=2) + "\n")

@@ -57,7 +57,7 @@ def _argv(ckpt, out, *extra):
         (["--batch-size", "0"], "--batch-size must be >= 1"),
         (["--slots", "0"], "--slots must be >= 1"),
         (["--workers", "0"], "--workers must be >= 1"),
-        (["--attack", "sparse-l0", "--set", "update=alg2"], "must be one of eq20, algorithm1"),
+        (["--attack", "sparse-l0", "--set", "update=alg2"], "must be one of algorithm1, eq20"),
         (["--attack", "sparse-l0", "--set", "a=0"], "sparse-l0 a must be > 0"),
         (["--attack", "sparse-l0", "--set", "steps=ten"], "expected an integer, got 'ten'"),
         (["--attack", "sparse-l0", "--set", "lambda_=1.0", "--set", "mu=1"], "no field 'mu'"),

@@ -5,25 +5,46 @@ For one example x with label y:
 
   1. δ = I-FGSM(x) (Eqs. 3-4): ε = 4/255, α = 1/255, 10 steps; δ ∈ [-ε, ε].
   2. A weight w of the shape of δ is optimised by SGD with momentum 0.9, learning rate 1e-2,
-     on Eq. (20):
-         J(w) = CE(f(x + π(w - τ/ε) ⊙ δ), y_adv) + λ Σ_j H(π(w_j - τ/ε)),
-     π = ReLU, H = the Heaviside step whose derivative is the Gaussian q_a (Eqs. 12, 18;
+     on J = CE(f(x + m ⊙ δ), y_adv) + λ Σ_j H(m_j), m = π(w - τ/ε) (Eqs. 18-20), π = ReLU,
+     H the Heaviside step whose derivative is the Gaussian q_a (Eq. 12;
      :func:`sparsejax.ops.heaviside`). Paper defaults: a = 0.1, τ = 0.3, λ = 1e-2 (MNIST,
      CIFAR-10; 1e-3 on ImageNet), 100 steps (200 on ImageNet).
   3. The output is x + Ω ⊙ H(π(w - τ/ε)) ⊙ δ with Ω = min(x/ε, (1 - x)/ε) (Eq. 22): a
      binary mask times the largest perturbation along sign(δ) that stays in [0, 1], so no
      clipping is ever needed (Proposition 2).
 
-The paper leaves several things open. The choices, each measured in
-``experiments/RESULTS.md`` (section "Lin et al."):
+**How w is updated** (``update``). The paper gives two readings that differ:
 
-- **Initial w** (not stated; the released code draws ``randn``, which its threshold kills
-  at once). Here w_0 = τ/ε + ``w_init`` everywhere, i.e. π(w_0 - τ/ε) = ``w_init``. The
-  surrogate q_a only pushes weights whose π(w - τ/ε) is within a few ``a`` of 0 (q_a(3a)
-  is 1e-4 of q_a(0)), and with the paper's learning rate a weight moves by at most about
-  λ q_a(0) · lr / (1 - momentum) ≈ 6e-3 per step, so the default ``w_init = a`` starts
-  every weight where the ℓ0 term acts. Larger values leave the mask dense after 100 steps
-  (measured).
+- ``"algorithm1"`` (default): appendix B's Algorithm 1. Every step overwrites w with its
+  thresholded value, w ← π(w - τ/ε) (line 1 of the loop), evaluates J at that w, and takes
+  the step w ← w - η∇_w J from it. The ℓ0 term's surrogate derivative is taken through the
+  ReLU, as Eq. (20)'s chain rule gives: d H(π(u))/du = q_a(π(u)) π'(u), so a weight the
+  threshold has zeroed gets no ℓ0 push, while its cross-entropy gradient (at w = 0) can
+  bring it back. The threshold acts as a soft threshold every step: a weight stays only
+  while its cross-entropy step keeps clearing τ/ε (≈ 19 at ε = 4/255).
+- ``"eq20"``: Eq. (20) with a free w, J(w) = CE(f(x + π(w - τ/ε) ⊙ δ)) + λ ΣH(π(w - τ/ε));
+  a weight below the threshold has π' = 0 and never returns.
+- ``"algorithm1_post_relu"``: Algorithm 1 with q_a evaluated at the thresholded w itself,
+  so the zeroed weights, at w = 0, get the largest ℓ0 push q_a(0) (sparsejax 0.1's
+  ``algorithm1``). Kept as a measured reading (RESULTS.md), not as a recommendation.
+
+**The loss scale** (``loss_scale``). The released code (fudong03/SparseAttack) minimises
+β (CE/λ + ΣH) with β = 100, i.e. J × β/λ (1e4 at λ = 1e-2): ``"released"`` (default). At the
+paper's scale 1 (``"paper"``) no cross-entropy step of Algorithm 1 clears τ/ε in 100 steps
+with lr 1e-2, and every weight dies at the first threshold.
+
+**The surrogate's role.** Under the default reading the Gaussian surrogate of the ℓ0 term
+does almost nothing: removing its gradient (``surrogate="none"``) gives about the same
+results, and so does any width a from 0.01 to 1 (measured, RESULTS.md). The sparsity comes
+from the threshold τ/ε applied every step and from keeping the sparsest fooling iterate; λ
+enters through the loss scale β/λ. That scale suits models whose input gradients are large
+enough for some steps to clear τ/ε (ResNet-20); on the MNIST LeNet-5s they are not, and
+``beta`` must be raised (RESULTS.md).
+
+Other choices the paper leaves open, each measured in ``experiments/RESULTS.md``:
+
+- **Initial w** (not stated; the released code draws ``randn``). Here w_0 = τ/ε + ``w_init``
+  everywhere, i.e. π(w_0 - τ/ε) = ``w_init``: every element starts selected.
 - **y_adv for untargeted attacks.** Eq. (20) minimises the cross-entropy towards y_adv,
   the class that the I-FGSM example reaches (Eqs. 2-3, and the released code);
   ``untargeted_loss="adv_label"`` does that (if I-FGSM did not flip the label, y_adv is the
@@ -31,18 +52,15 @@ The paper leaves several things open. The choices, each measured in
   instead. Targeted attacks minimise the cross-entropy of the target (§5.1: least-likely).
 - **Which iterate is returned.** Algorithm 1 returns the last one (``keep="last"``); the
   released code keeps the sparsest iterate whose Eq. (22) example is adversarial
-  (``keep="sparsest"``, one extra forward pass per step). Default: ``"sparsest"``.
-- **Eq. (20) or Algorithm 1.** Algorithm 1 overwrites w with π(w - τ/ε) before each step
-  and evaluates x + w ⊙ δ, so the threshold τ/ε is subtracted again at every step
-  (``update="algorithm1"``); Eq. (20) keeps a free w (``update="eq20"``, default, SPEC §3).
+  (``keep="sparsest"``, default; one extra forward pass per step).
 - **Mini-batches.** The paper optimises mini-batches of 256 images; w is per image, so the
   objective here is per image (the sum over a batch, not the mean, whose gradient would be
   256 times smaller per image at the same learning rate).
 - **I-FGSM** is the standard iterative method of Kurakin et al. [22]: the gradient at the
   current iterate, projection onto the ε-ball and the box after every step. (Eq. 3 as
   printed takes the gradient at the clean x every step; the released code does one FGSM
-  step with an accumulated gradient.) The model is evaluated at x + π(w - τ/ε) ⊙ δ without
-  clipping during the optimisation, as in the paper; only the output must be valid.
+  step with an accumulated gradient.) The model is evaluated at x + m ⊙ δ without clipping
+  during the optimisation, as in the paper; only the output must be valid.
 
 Execution: every example runs the same ``steps`` SGD steps (one engine step each), so the
 default schedule is a lockstep ``vmap``. ``iterations`` is the SGD step whose mask is
@@ -121,11 +139,31 @@ class SparseL0Config:
         unit="steps",
         paper="§5.1: 100 (200 on ImageNet)",
     )
-    update: Literal["eq20", "algorithm1"] = param(
-        "eq20",
+    update: Literal["algorithm1", "eq20", "algorithm1_post_relu"] = param(
+        "algorithm1",
         static=True,
-        doc="eq20: Eq. (20) with a free w; algorithm1: appendix B, in-place shifted ReLU",
-        paper="Eq. (20) / Algorithm 1",
+        doc="algorithm1: appendix B, w = π(w - τ/ε) in place every step, the surrogate "
+        "through the ReLU; eq20: a free w; algorithm1_post_relu: q_a at the thresholded w "
+        "(0.1's reading)",
+        paper="Algorithm 1 / Eq. (20)",
+    )
+    loss_scale: Literal["released", "paper"] = param(
+        "released",
+        static=True,
+        doc="released: the loss times β/λ, i.e. β(CE/λ + ΣH) (fudong03/SparseAttack); "
+        "paper: CE + λΣH",
+    )
+    beta: float = param(
+        100.0,
+        doc="β of the released loss scale β(CE/λ + ΣH) (used when loss_scale='released')",
+        paper="beta = 1e2 (released helper.py)",
+    )
+    surrogate: Literal["gaussian", "none"] = param(
+        "gaussian",
+        static=True,
+        doc="gaussian: H with the q_a derivative (Eq. 18); none: the ℓ0 term with no "
+        "gradient (an ablation)",
+        paper="q_a (Eq. 12)",
     )
     keep: Literal["sparsest", "last"] = param(
         "sparsest",
@@ -157,6 +195,9 @@ class SparseL0Config:
         _config.check_number(self, "learning_rate", lo=0.0, lo_open=True)
         _config.check_number(self, "momentum", lo=0.0, hi=1.0)
         _config.check_number(self, "w_init")
+        _config.check_number(self, "beta", lo=0.0, lo_open=True)
+        if self.loss_scale == "released":
+            _config.check_number(self, "lambda_", lo=0.0, lo_open=True)  # β/λ
 
 
 class SparseL0Stats(NamedTuple):
@@ -206,19 +247,34 @@ def shifted_relu(w, tau, epsilon):
 
 
 def attack_objective(f: Classifier, x, delta, w, y, ce_sign, config: SparseL0Config):
-    """The objective minimised over w, for one example.
+    """The objective of one step, for one example, as a function of the variable the step
+    differentiates (Eqs. 18-20; appendix B).
 
-    ``update="eq20"``: Eq. (20),
-        J(w) = ce_sign · CE(f(x + π(w - τ/ε) ⊙ δ), y) + λ Σ_j H(π(w_j - τ/ε)).
-    ``update="algorithm1"``: appendix B's loss at its already thresholded w,
-        J(w) = ce_sign · CE(f(x + w ⊙ δ), y) + λ Σ_j H(w_j).
-    H has the Gaussian surrogate derivative q_a (Eq. 18).
+    ``update="eq20"``: w is free, m = π(w - τ/ε),
+        J(w) = ce_sign · CE(f(x + m ⊙ δ), y) + λ Σ_j H(m_j).
+    ``update="algorithm1"``: w is the thresholded weight of Algorithm 1 (w = π(·) ≥ 0),
+        J(w) = ce_sign · CE(f(x + w ⊙ δ), y) + λ Σ_j H(π(w_j)),
+    the surrogate through the ReLU: zero ℓ0 derivative at w_j = 0.
+    ``update="algorithm1_post_relu"``: as Algorithm 1 but λ Σ_j H(w_j), q_a at w_j = 0 too.
+
+    H has the Gaussian surrogate derivative q_a (Eq. 18), or none (``surrogate="none"``).
+    The whole objective is scaled by β/λ under ``loss_scale="released"``.
     """
     eps = jnp.asarray(config.epsilon, x.dtype)
-    m = shifted_relu(w, config.tau, eps) if config.update == "eq20" else w
+    if config.update == "eq20":
+        m = h_arg = shifted_relu(w, config.tau, eps)
+    elif config.update == "algorithm1":
+        m, h_arg = w, jax.nn.relu(w)  # relu'(0) = 0: a zeroed weight gets no ℓ0 push
+    else:
+        m = h_arg = w
     logits = f.logits(x + m * delta)
-    l0 = jnp.sum(heaviside(m, jnp.asarray(config.a, x.dtype)))
-    return ce_sign * cross_entropy(logits, y) + config.lambda_ * l0
+    h = heaviside(h_arg, jnp.asarray(config.a, x.dtype))
+    if config.surrogate == "none":
+        h = jax.lax.stop_gradient(h)
+    j = ce_sign * cross_entropy(logits, y) + config.lambda_ * jnp.sum(h)
+    if config.loss_scale == "released":
+        j = j * (config.beta / config.lambda_)  # β(CE/λ + ΣH)
+    return j
 
 
 class _State(NamedTuple):
@@ -226,7 +282,7 @@ class _State(NamedTuple):
     step_out: jax.Array  # float32[H, W, C] Ω ⊙ δ (Eq. 22)
     y_adv: jax.Array  # int32 class of the cross-entropy term
     ce_sign: jax.Array  # +1: minimise CE(y_adv); -1: maximise CE(label)
-    w: jax.Array  # float32[H, W, C]
+    w: jax.Array  # float32[H, W, C], the mask is π(w - τ/ε) > 0 (before Alg. 1's threshold)
     opt_state: optax.OptState
     t: jax.Array  # int32 SGD steps taken
     best_mask: jax.Array  # bool[H, W, C]
@@ -240,9 +296,8 @@ def _optimizer(c: SparseL0Config):
 
 
 def _mask_of(w, c: SparseL0Config):
-    if c.update == "eq20":
-        return shifted_relu(w, c.tau, c.epsilon) > 0
-    return w > 0  # Algorithm 1 keeps w already thresholded
+    """H(π(w - τ/ε)): the elements the output changes (Eq. 22; Algorithm 1's last line)."""
+    return shifted_relu(w, c.tau, c.epsilon) > 0
 
 
 def _init(f: Classifier, p: Problem, c: SparseL0Config):
@@ -259,9 +314,7 @@ def _init(f: Classifier, p: Problem, c: SparseL0Config):
         passes = passes + Passes(1, 0)
     else:
         y_adv, ce_sign = p.label, -1.0
-    w0 = jnp.full_like(x, c.tau / eps + c.w_init)
-    if c.update == "algorithm1":
-        w0 = shifted_relu(w0, c.tau, eps)  # Alg. 1 line 1 of the loop, first time
+    w0 = jnp.full_like(x, c.tau / eps + c.w_init)  # π(w_0 - τ/ε) = w_init everywhere
     state = _State(
         delta=delta,
         step_out=box_step(x, delta, eps, p.lower, p.upper, c.box),
@@ -287,12 +340,13 @@ def _step(f: Classifier, p: Problem, c: SparseL0Config, s: _State):
     """One SGD step on w (1 forward + 1 backward), and with ``keep="sparsest"`` the check of
     the new mask (1 forward)."""
     objective = lambda v: attack_objective(f, p.x, s.delta, v, s.y_adv, s.ce_sign, c)
-    loss, grad = jax.value_and_grad(objective)(s.w)
+    # Eq. (20) differentiates the free w; Algorithm 1 first overwrites w = π(w - τ/ε)
+    # (line 1 of its loop) and steps from there.
+    w = s.w if c.update == "eq20" else shifted_relu(s.w, c.tau, c.epsilon)
+    loss, grad = jax.value_and_grad(objective)(w)
     finite = jnp.isfinite(loss) & jnp.all(jnp.isfinite(grad))
-    updates, opt_state = _optimizer(c).update(grad, s.opt_state, s.w)
-    w = optax.apply_updates(s.w, updates)
-    if c.update == "algorithm1":
-        w = shifted_relu(w, c.tau, c.epsilon)  # the next iteration's in-place w = π(w - τ/ε)
+    updates, opt_state = _optimizer(c).update(grad, s.opt_state, w)
+    w = optax.apply_updates(w, updates)  # w = w - η∇J (with momentum)
     keep = lambda new, old: jnp.where(finite, new, old)  # a non-finite step is not taken
     s = s._replace(
         w=keep(w, s.w),
@@ -351,8 +405,8 @@ ALGORITHM = engine.Algorithm(
 
 sparse_l0 = engine.attack_function(
     ALGORITHM,
-    """The sparse attack of Lin et al. (Eq. 20 with the I-FGSM start and the Ω box of
-    Eq. 22) on a batch.
+    """The sparse attack of Lin et al. (Algorithm 1 at the released code's loss scale by
+    default, or Eq. 20; the I-FGSM start and the Ω box of Eq. 22) on a batch.
 
     ``iterations`` is the SGD step whose mask is returned (0: the initial mask); ``stats``
     is a :class:`SparseL0Stats`. Targeted (minimise the cross-entropy of the target) when

@@ -8,6 +8,9 @@ Model: logits(x) = W @ x.ravel() + b. For the cross-entropy CE(z, y) = -log soft
 - Eq. (20): J(w) = s · CE(f(x + π(w - τ/ε) ⊙ δ), y_adv) + λ Σ_j H(π(w_j - τ/ε)),
   ∂J/∂w_j = 1[w_j > τ/ε] (s (∇_x CE)_j δ_j + λ q_a(w_j - τ/ε)), with the surrogate
   q_a(u) = exp(-(u/a)^2) / (|a| sqrt(pi)) in place of the Heaviside derivative (Eq. 18).
+- Algorithm 1 (appendix B), the surrogate through the ReLU: w' = π(w - τ/ε) every step,
+  ∂J/∂w'_j = s (∇_x CE)_j δ_j + λ s q_a(w'_j) 1[w'_j > 0], then w <- w' - η v; the loss
+  scale s = β/λ of the released code (1 for the paper's scale).
 - SGD with momentum (PyTorch/optax form): v <- g + μ v; w <- w - η v.
 - Output Eq. (22): x + mask ⊙ Ω ⊙ δ, Ω ε = min(x - lo, hi - x); the sparsest iterate whose
   output is adversarial is kept (the released code's rule).
@@ -54,6 +57,14 @@ def eq20_grad(W, b, x, delta, w, y, ce_sign, eps, tau, lam, a):
     return np.where(active, ce_sign * g_x * delta + lam * q(np.maximum(u, 0.0), a), 0.0)
 
 
+def algorithm1_grad(W, b, x, delta, w_thr, y, ce_sign, lam, a, scale):
+    """∂J/∂w' of Algorithm 1 at the thresholded w' >= 0, derived by hand: the ℓ0 term's
+    surrogate through the ReLU (zero where w' = 0)."""
+    g_x = ce_grad(W, b, x + w_thr * delta, y)
+    l0 = np.where(w_thr > 0, q(w_thr, a), 0.0)
+    return scale * (ce_sign * g_x * delta + lam * l0)
+
+
 def sparse_l0_np(
     W,
     b,
@@ -71,9 +82,12 @@ def sparse_l0_np(
     steps=100,
     lo=0.0,
     hi=1.0,
+    update="eq20",
+    scale=1.0,
 ):
     """Untargeted attack with y_adv = the class I-FGSM reaches (runner-up if it did not
-    flip), Eq. (20) updates, symmetric Ω, sparsest adversarial iterate kept.
+    flip), Eq. (20) or Algorithm 1 updates (``update``), the whole objective times
+    ``scale``, symmetric Ω, sparsest adversarial iterate kept.
 
     Returns (x_adv, mask, best_iteration, delta)."""
     delta = ifgsm_np(W, b, x, label, eps, alpha, fgsm_steps, lo, hi)
@@ -85,7 +99,11 @@ def sparse_l0_np(
     v = np.zeros_like(x)
     best_mask, best_count, best_it = None, None, -1
     for t in range(steps):
-        g = eq20_grad(W, b, x, delta, w, y_adv, 1.0, eps, tau, lam, a)
+        if update == "eq20":
+            g = scale * eq20_grad(W, b, x, delta, w, y_adv, 1.0, eps, tau, lam, a)
+        else:
+            w = np.maximum(w - tau / eps, 0.0)  # Algorithm 1: w = π(w - τ/ε) in place
+            g = algorithm1_grad(W, b, x, delta, w, y_adv, 1.0, lam, a, scale)
         v = g + momentum * v
         w = w - lr * v
         mask = w - tau / eps > 0
