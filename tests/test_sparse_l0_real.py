@@ -32,7 +32,8 @@ def _run(assets, name, weights, dataset, config):
     r = jax.jit(sparse_l0)(model.logits_fn, x, y, config)
     ok = np.asarray(r.clean_pred) == ds.y
     rate = float(np.asarray(r.success)[ok].mean())
-    med = np.median(np.asarray(r.l0_elements)[np.asarray(r.success)])
+    succ = np.asarray(r.success)
+    med = np.median(np.asarray(r.l0_elements)[succ]) if succ.any() else None
     print(
         f"\n[behaviour] sparse-l0 {name} {weights.split('/')[-1]} box={config.box}: "
         f"success {rate:.3f}, median l0 {med} elements"
