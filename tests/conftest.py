@@ -61,3 +61,11 @@ def digits_test():
     from sparsejax import data
 
     return data.load_dataset("digits")
+
+
+@pytest.fixture
+def x64():
+    """float64 for the tests against NumPy references."""
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", False)

@@ -88,7 +88,8 @@ def test_unknown_attack(tmp_path, capsys, ckpt):
     argv[argv.index("sparsefool")] = "jsma"
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
-    assert "unknown attack 'jsma'; known: sapf, sapf-gs, sapf-vi, sparse-l0, sparsefool" in err
+    known = "sapf, sapf-gs, sapf-vi, sigma-zero, sparse-l0, sparsefool"
+    assert f"unknown attack 'jsma'; known: {known}" in err
 
 
 def test_results_file_and_resumption(tmp_path, capsys, ckpt):

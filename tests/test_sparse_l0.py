@@ -28,13 +28,6 @@ attack = jax.jit(sparse_l0)
 # --- an affine softmax model, where every gradient is known in closed form ----------------
 
 
-@pytest.fixture
-def x64():
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", False)
-
-
 def affine_problem(seed, shape=(4, 4, 2), k=5):
     rng = np.random.default_rng(seed)
     d = int(np.prod(shape))

@@ -21,6 +21,7 @@ from sparsejax.attacks._sapf import (
     sapf_vi,
 )
 from sparsejax.attacks._sapf_weights import slic_segments, visual_weights
+from sparsejax.attacks._sigma_zero import SigmaZeroConfig, SigmaZeroStats, sigma_zero
 from sparsejax.attacks._sparse_l0 import SparseL0Config, SparseL0Stats, sparse_l0
 from sparsejax.attacks._sparsefool import (
     SparseFoolConfig,
@@ -41,6 +42,8 @@ __all__ = [
     "SAPFStats",
     "SAPFVIConfig",
     "Schedule",
+    "SigmaZeroConfig",
+    "SigmaZeroStats",
     "SolverResult",
     "SparseFoolConfig",
     "SparseFoolStats",
@@ -55,6 +58,7 @@ __all__ = [
     "sapf",
     "sapf_gs",
     "sapf_vi",
+    "sigma_zero",
     "slic_segments",
     "sparse_l0",
     "sparsefool",

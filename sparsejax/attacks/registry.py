@@ -8,7 +8,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Literal
 
-from sparsejax.attacks import _sapf, _sparse_l0, _sparsefool
+from sparsejax.attacks import _sapf, _sigma_zero, _sparse_l0, _sparsefool
 from sparsejax.attacks.engine import Algorithm
 from sparsejax.errors import UnknownNameError
 
@@ -69,6 +69,14 @@ _SPECS = {
             "Sparse Adversarial Attack'",
             "I-FGSM start, shifted-ReLU weight mask, Heaviside with a Gaussian surrogate "
             "derivative, Omega box",
+            "elements",
+            "min-norm",
+        ),
+        _spec(
+            _sigma_zero.sigma_zero,
+            "Cinà, Villani, Pintor, Schönherr, Biggio, Pelillo, 'σ-zero: Gradient-based "
+            "Optimization of l0-norm Adversarial Examples', ICLR 2025",
+            "Adam on the clamped difference of logits + a smooth l0 term, adaptive threshold",
             "elements",
             "min-norm",
         ),
