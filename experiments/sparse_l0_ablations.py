@@ -5,7 +5,7 @@ side by side on 200 images: ``sparse_l0_readings.py``.
 
 COMMAND: .venv/bin/python experiments/sparse_l0_ablations.py [--n 100]
 Writes experiments/results/sparse_l0_ablations.json and
-experiments/figures/sparse_l0_ablations.png. About 25 minutes on 2 CPU cores.
+experiments/figures/sparse_l0_ablations.png. About 30 minutes on 2 CPU cores.
 
 Every sweep is ONE compiled call (``sparsejax.sweep`` runs the attack over every value of
 the swept config field), so its time is the time of all its values together; the

@@ -1,7 +1,7 @@
 """What each reading of Lin et al. gives, on the same images: one row per reading.
 
 COMMAND: .venv/bin/python experiments/sparse_l0_readings.py [--n 200]
-Writes experiments/results/sparse_l0_readings.{json,md}. About 15 minutes on 2 CPU cores.
+Writes experiments/results/sparse_l0_readings.{json,md}. About 20 minutes on 2 CPU cores.
 
 ResNet-20, the first n CIFAR-10 test images; every row one compiled call (the attack in
 lockstep over the n images), the paper's settings otherwise (ε = 4/255, α = 1/255, 10 I-FGSM

@@ -3,7 +3,7 @@
 COMMAND: .venv/bin/python experiments/sparse_l0_table.py [--n 200]
 Writes experiments/results/sparse_l0_table.{json,md} and
 experiments/figures/sparse_l0_examples_{cifar10,mnist}.png; per-example results under
-experiments/runs/ (not committed). About 15 minutes on 2 CPU cores.
+experiments/runs/ (not committed). About 10 minutes on 2 CPU cores.
 
 Settings: the library's defaults for the Lin et al. attack (Algorithm 1 with the surrogate
 through the ReLU and the released code's loss scale β/λ; the paper's §5.1 values: ε = 4/255,
