@@ -13,7 +13,7 @@ numbers on images 0-49):
   released code's scale β/λ;
 - Algorithm 1 as printed (scale 1); Algorithm 1 with q_a at the thresholded w (0.1's
   ``algorithm1``) at scale 1 and at the released scale; Algorithm 1 with the surrogate
-  through the ReLU at the released scale (the default since 0.2); the same returning the
+  through the ReLU at the released scale (the default now); the same returning the
   last iterate (as Algorithm 1 does); the same with the ℓ0 term's gradient removed;
 - SparseFool λ = 3 on the same images.
 Untargeted, and least-likely targeted for the default, 0.1's default and SparseFool.
