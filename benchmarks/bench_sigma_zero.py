@@ -31,7 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_sparsefool import best_of  # noqa: E402
+from benchmarks.bench_sparsefool import best_of, torch_resnet20  # noqa: E402
 from sparsejax import attacks, data, models  # noqa: E402
 
 WEIGHTS = "weights/cifar10/resnet20-12fca82f.th"
@@ -76,8 +76,6 @@ def main():
 
     import torch
 
-    from tests.torch_reference import CifarResNet
-
     torch.set_num_threads(2)
     adv_lib_sigma_zero = load_adv_lib_sigma_zero(args.adv_lib)
     assets = data.require_assets()
@@ -97,12 +95,7 @@ def main():
     rows[-1]["all_seconds"] = times
     print(rows[-1], flush=True)
 
-    net = CifarResNet(3)
-    sd = torch.load(assets / WEIGHTS, map_location="cpu", weights_only=True)["state_dict"]
-    net.load_state_dict({k.removeprefix("module."): v for k, v in sd.items()})
-    net.eval()
-    for p in net.parameters():
-        p.requires_grad_(False)
+    net = torch_resnet20(assets / WEIGHTS)
     xt = torch.from_numpy(np.ascontiguousarray(x_np.transpose(0, 3, 1, 2)))
     yt = torch.from_numpy(y_np.astype(np.int64))
     seconds, adv_t, _, times = best_of(args.reps, lambda: adv_lib_sigma_zero(net, xt, yt))

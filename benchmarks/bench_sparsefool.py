@@ -99,6 +99,21 @@ def _timed(fn, *a):
     return time.perf_counter() - t0
 
 
+def torch_resnet20(weights):
+    """The shared ResNet-20 in PyTorch (tests/torch_reference.py), eval mode, frozen."""
+    import torch
+
+    from tests.torch_reference import CifarResNet
+
+    net = CifarResNet(3)
+    sd = torch.load(weights, map_location="cpu", weights_only=True)["state_dict"]
+    net.load_state_dict({k.removeprefix("module."): v for k, v in sd.items()})
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
 def best_of(reps, run, between=None):
     """(min seconds, last result, ``between()`` results, seconds of every call) over ``reps``
     calls of ``run()``. ``between()`` runs right after each call (the pass costs), so that
@@ -120,8 +135,6 @@ def main():
     ap.add_argument("--reps", type=int, default=3, help="timed runs; the best is reported")
     args = ap.parse_args()
     import torch
-
-    from tests.torch_reference import CifarResNet
 
     torch.set_num_threads(2)
     assets = data.require_assets()
@@ -223,12 +236,7 @@ def main():
     print(rows[-1], flush=True)
 
     # --- the PyTorch implementation of the paper, batch size 1
-    net = CifarResNet(3)
-    sd = torch.load(assets / WEIGHTS, map_location="cpu", weights_only=True)["state_dict"]
-    net.load_state_dict({k.removeprefix("module."): v for k, v in sd.items()})
-    net.eval()
-    for p in net.parameters():
-        p.requires_grad_(False)
+    net = torch_resnet20(assets / WEIGHTS)
 
     def torch_run():
         adv, passes, t_total = [], [], 0.0
