@@ -30,7 +30,7 @@ demo: $(BASE)
 # The whole suite, slow real-model tests included (they skip with a reason without ../shared).
 test: $(DEV)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 test-fast: $(DEV)
 	$(BIN)/python -m pytest -m "not slow"

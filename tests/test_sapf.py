@@ -336,18 +336,18 @@ def test_visual_weights_match_their_definition():
 @pytest.mark.slow
 @pytest.mark.shared
 def test_resnet20_cifar10_all_targets(assets):
-    """Targeted ASR >= 95% on 5 CIFAR-10 images x 9 targets with the CI budget."""
+    """Targeted ASR >= 95% on 3 CIFAR-10 images x 9 targets with the CI budget."""
     from sparsejax import data, models
 
     model = models.load("resnet20-cifar10", str(assets / "weights/cifar10/resnet20-12fca82f.th"))
-    ds = data.load_dataset("cifar10", n=5)
+    ds = data.load_dataset("cifar10", n=3)
     idx, tgt = metrics.all_target_pairs(ds.y, 10)
     x, y = jnp.asarray(ds.x[idx]), jnp.asarray(ds.y[idx])
     cfg = SAPFConfig(k=200.0, lambda1=0.1, delta_steps=100, g_steps=100, finetune_steps=50)
     r = attack(model.logits_fn, x, y, cfg, targets=jnp.asarray(tgt))
     correct = np.asarray(r.clean_pred) == np.asarray(y)
     ok = np.asarray(r.success)
-    assert correct.sum() >= 40
+    assert correct.sum() >= 18
     assert ok[correct].mean() >= 0.95
     assert np.all(np.asarray(r.l0_elements) <= 200)
     norms = metrics.lp_norms(r.x_adv, x)

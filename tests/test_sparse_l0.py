@@ -39,11 +39,14 @@ def affine_problem(seed, shape=(4, 4, 2), k=5):
     return W, b, x, label
 
 
+def _affine_apply(w_, b_, z):
+    return z.reshape(z.shape[0], -1) @ w_.T + b_[None]
+
+
 def affine_logits_fn(W, b):
-    Wj, bj = jnp.asarray(W), jnp.asarray(b)
-    return jax.tree_util.Partial(
-        lambda w_, b_, z: z.reshape(z.shape[0], -1) @ w_.T + b_[None], Wj, bj
-    )
+    """Z = W z + b as a Partial of one module-level function: a jitted attack that takes it
+    as an argument traces once for every (W, b) of the same shapes."""
+    return jax.tree_util.Partial(_affine_apply, jnp.asarray(W), jnp.asarray(b))
 
 
 @pytest.mark.parametrize("targeted", [False, True])

@@ -315,10 +315,15 @@ def lane_cond(pred, true_fn: Callable, false_fn: Callable, *operands):
     """``lax.cond`` that stays a branch under ``vmap``.
 
     A batched ``lax.cond`` computes both branches for every lane and selects. Here the
-    batched form computes ``false_fn`` for all lanes and ``true_fn`` only when some lane
-    takes it (then for all lanes, selecting per lane): the expensive, rarely taken branch
-    (SparseFool's LinearSolver after a DeepFool call ends) costs nothing on the ticks where
-    no lane takes it. Unbatched, it is ``lax.cond``.
+    batched form computes each branch only when some lane takes it (then for all lanes,
+    selecting per lane): the expensive, rarely taken branch (SparseFool's LinearSolver after
+    a DeepFool call ends, the next stage of sAA's cascade) costs nothing on the ticks where
+    no lane takes it, and a tick where every lane agrees costs one branch. Unbatched, it is
+    ``lax.cond``.
+
+    Values the branches read must be operands, not closed over, unless they are floating
+    point (``jax.closure_convert`` hoists only those): a batched label or key closed over
+    is an error.
     """
 
     # Values the branches close over (model weights, say) become explicit operands, so
@@ -342,11 +347,11 @@ def lane_cond(pred, true_fn: Callable, false_fn: Callable, *operands):
         no_fn = jax.vmap(on_false, in_axes=(axes(ops_b), axes(fc_b)), axis_size=axis_size)
         pred = pred if pred_batched else jnp.broadcast_to(pred, (axis_size,))
 
-        def taken_by_some():
-            yes, no = yes_fn(operands, tc), no_fn(operands, fc)
-            return jax.tree.map(lambda a, b: jnp.where(_lanes(pred, a), a, b), yes, no)
-
-        out = jax.lax.cond(jnp.any(pred), taken_by_some, lambda: no_fn(operands, fc))
+        shapes = jax.eval_shape(lambda: no_fn(operands, fc))
+        nothing = lambda: jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
+        yes = jax.lax.cond(jnp.any(pred), lambda: yes_fn(operands, tc), nothing)
+        no = jax.lax.cond(jnp.all(pred), nothing, lambda: no_fn(operands, fc))
+        out = jax.tree.map(lambda a, b: jnp.where(_lanes(pred, a), a, b), yes, no)
         return out, jax.tree.map(lambda _: True, out)
 
     return branch(pred, operands, tuple(true_consts), tuple(false_consts))
