@@ -14,6 +14,10 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
 NOTEBOOK_OUTPUTS = {  # figures each notebook writes, and text its outputs must contain
+    "l0_attacks.ipynb": (
+        ["l0_attacks_ra.png"],
+        ["max l0 =", "robust accuracy at k = 10 elements", "stage (0 sPGD-proj"],
+    ),
     "sparsefool.ipynb": (
         ["sparsefool_examples.png", "sparsefool_lambda.png"],
         ["fooling rate", "separate runs agree on success"],

@@ -88,7 +88,9 @@ def test_unknown_attack(tmp_path, capsys, ckpt):
     argv[argv.index("sparsefool")] = "jsma"
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
-    known = "sapf, sapf-gs, sapf-vi, sigma-zero, sparse-l0, sparsefool"
+    known = (
+        "fmn-l0, saa, sapf, sapf-gs, sapf-vi, sigma-zero, sparse-l0, sparse-rs, sparsefool, spgd"
+    )
     assert f"unknown attack 'jsma'; known: {known}" in err
 
 

@@ -10,7 +10,9 @@ example (its own private module) and run by :mod:`sparsejax.attacks.engine`.
 """
 
 from sparsejax.attacks._deepfool import DeepFoolConfig, DeepFoolResult, deepfool
+from sparsejax.attacks._fmn import FMNConfig, FMNStats, fmn_l0
 from sparsejax.attacks._linear_solver import SolverResult, linear_solver
+from sparsejax.attacks._saa import SAAConfig, SAAStats, saa
 from sparsejax.attacks._sapf import (
     SAPFConfig,
     SAPFGSConfig,
@@ -23,12 +25,14 @@ from sparsejax.attacks._sapf import (
 from sparsejax.attacks._sapf_weights import slic_segments, visual_weights
 from sparsejax.attacks._sigma_zero import SigmaZeroConfig, SigmaZeroStats, sigma_zero
 from sparsejax.attacks._sparse_l0 import SparseL0Config, SparseL0Stats, sparse_l0
+from sparsejax.attacks._sparse_rs import SparseRSConfig, SparseRSStats, sparse_rs
 from sparsejax.attacks._sparsefool import (
     SparseFoolConfig,
     SparseFoolStats,
     perceptibility_box,
     sparsefool,
 )
+from sparsejax.attacks._spgd import SPGDConfig, SPGDStats, spgd
 from sparsejax.attacks.engine import AttackResult, Schedule, Status
 from sparsejax.attacks.registry import AttackSpec, get, names
 
@@ -37,30 +41,42 @@ __all__ = [
     "AttackSpec",
     "DeepFoolConfig",
     "DeepFoolResult",
+    "FMNConfig",
+    "FMNStats",
+    "SAAConfig",
+    "SAAStats",
     "SAPFConfig",
     "SAPFGSConfig",
     "SAPFStats",
     "SAPFVIConfig",
     "Schedule",
+    "SPGDConfig",
+    "SPGDStats",
     "SigmaZeroConfig",
     "SigmaZeroStats",
     "SolverResult",
     "SparseFoolConfig",
+    "SparseRSConfig",
+    "SparseRSStats",
     "SparseFoolStats",
     "SparseL0Config",
     "SparseL0Stats",
     "Status",
     "deepfool",
+    "fmn_l0",
     "get",
     "linear_solver",
     "names",
     "perceptibility_box",
+    "saa",
     "sapf",
     "sapf_gs",
     "sapf_vi",
     "sigma_zero",
     "slic_segments",
     "sparse_l0",
+    "sparse_rs",
     "sparsefool",
+    "spgd",
     "visual_weights",
 ]

@@ -8,7 +8,16 @@ import dataclasses
 from collections.abc import Callable
 from typing import Literal
 
-from sparsejax.attacks import _sapf, _sigma_zero, _sparse_l0, _sparsefool
+from sparsejax.attacks import (
+    _fmn,
+    _saa,
+    _sapf,
+    _sigma_zero,
+    _sparse_l0,
+    _sparse_rs,
+    _sparsefool,
+    _spgd,
+)
 from sparsejax.attacks.engine import Algorithm
 from sparsejax.errors import UnknownNameError
 
@@ -79,6 +88,38 @@ _SPECS = {
             "Adam on the clamped difference of logits + a smooth l0 term, adaptive threshold",
             "elements",
             "min-norm",
+        ),
+        _spec(
+            _fmn.fmn_l0,
+            "Pintor, Roli, Brendel, Biggio, 'Fast Minimum-norm Adversarial Attacks through "
+            "Adaptive Norm Constraints', NeurIPS 2021",
+            "normalised gradient steps on the difference of logits, projected on an adaptive "
+            "l0 ball",
+            "elements",
+            "min-norm",
+        ),
+        _spec(
+            _spgd.spgd,
+            "Zhong, Huang, Liu, 'Towards Efficient Training and Evaluation of Robust Models "
+            "against l0 Bounded Adversarial Perturbations', ICML 2024",
+            "PGD on a dense magnitude and a top-k mask score, projected or unprojected gradient",
+            "pixels",  # or elements, config.unit
+            "fixed-k",
+        ),
+        _spec(
+            _sparse_rs.sparse_rs,
+            "Croce, Andriushchenko, Singh, Flammarion, Hein, 'Sparse-RS: a Versatile "
+            "Framework for Query-Efficient Sparse Black-Box Adversarial Attacks', AAAI 2022",
+            "score-based random search over k positions with values at the box corners",
+            "pixels",  # or elements, config.unit
+            "fixed-k",
+        ),
+        _spec(
+            _saa.saa,
+            "Zhong, Huang, Liu, ICML 2024 (sparse-AutoAttack, CityU-MLO/sPGD)",
+            "cascade: sPGD projected, sPGD unprojected, Sparse-RS, each on the survivors",
+            "pixels",  # or elements, config.unit
+            "fixed-k",
         ),
         _spec(
             _sapf.sapf,

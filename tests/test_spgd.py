@@ -1,0 +1,105 @@
+"""sPGD and sAA: the two gradient rules against closed forms on an affine model (float64),
+the top-k mask, the units, the cascade's stages and accounting. The generic properties are
+in test_conformance.py; the side-by-side run with the official code is
+benchmarks/bench_spgd.py."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sparsejax.attacks import SAAConfig, SPGDConfig, Status, _spgd, _units, saa, spgd
+from sparsejax.attacks.engine import Classifier, Problem
+from tests.test_sparse_l0 import affine_logits_fn, affine_problem
+
+
+def _softmax(z):
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+@pytest.mark.parametrize("projected", [False, True], ids=["unprojected", "projected"])
+@pytest.mark.parametrize("unit", ["pixels", "elements"])
+def test_the_gradient_rules_match_the_closed_form(x64, projected, unit):
+    """CE of Z = W(x + p ⊙ M(m)) + b: g = Wᵀ(softmax(Z) - e_y) at δ = p ⊙ M(m); g_p = g ⊙
+    σ(m) (unprojected) or g ⊙ M(m) (projected); g_m = Σ_values(g ⊙ p) σ(m)(1 - σ(m))."""
+    W, b, x, label = affine_problem(3)  # x: [4, 4, 2]
+    rng = np.random.default_rng(0)
+    cfg = SPGDConfig(k=3.0, unit=unit)
+    u, v = _units.unit_shape(x.shape, unit)
+    pert = rng.uniform(-0.3, 0.3, x.shape)
+    m = rng.normal(size=u)
+    top = np.zeros(u, bool)
+    top[np.argsort(-m)[:3]] = True
+    spread = lambda a: np.repeat(a[:, None], v, axis=1).reshape(x.shape)
+    delta = pert * spread(top)
+    z = W @ (x + delta).ravel() + b
+    g = (W.T @ (_softmax(z) - np.eye(len(b))[label])).reshape(x.shape)
+    s = 1 / (1 + np.exp(-m))
+    want_p = g * spread(top if projected else s)
+    want_m = (g * pert).reshape(u, v).sum(1) * s * (1 - s)
+    f = Classifier(affine_logits_fn(W, b), x.shape, jnp.float64)
+    p = Problem(
+        x=jnp.asarray(x), label=jnp.int32(label), target=jnp.int32(-1),
+        lower=jnp.zeros(x.shape), upper=jnp.ones(x.shape), key=jax.random.key(0), extras={},
+    )  # fmt: skip
+    value, _, got_delta, got_p, got_m, finite, got_top = _spgd._forward_backward(
+        f, p, cfg, jnp.asarray(pert), jnp.asarray(m), projected
+    )
+    assert bool(finite)
+    np.testing.assert_array_equal(np.asarray(got_top), top)
+    np.testing.assert_allclose(np.asarray(got_delta), delta, atol=1e-15)
+    np.testing.assert_allclose(float(value), -np.log(_softmax(z)[label]), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(got_p), want_p, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(got_m), want_m, atol=1e-12)
+
+
+def test_top_k_keeps_exactly_k_even_with_ties():
+    scores = jnp.asarray([1.0, 3.0, 3.0, 3.0, 0.0, 3.0])
+    for k in range(7):
+        got = np.asarray(_units.top_k(scores, jnp.float32(k)))
+        assert got.sum() == k
+    np.testing.assert_array_equal(np.asarray(_units.top_k(scores, 2)), [0, 1, 1, 0, 0, 0])
+
+
+@pytest.fixture(scope="module")
+def rgb_problem(digits_model, digits_test):
+    """The digits LeNet on 3 identical channels (a model whose pixels have 3 elements)."""
+    base = digits_model.logits_fn
+    fn = jax.tree_util.Partial(lambda b, z: b(jnp.mean(z, axis=-1, keepdims=True)), base)
+    x = jnp.repeat(jnp.asarray(digits_test.x[:6]), 3, axis=-1)
+    return fn, x, jnp.asarray(digits_test.y[:6])
+
+
+def test_k_counts_pixels_or_elements(rgb_problem):
+    fn, x, y = rgb_problem
+    key = jax.random.key(1)
+    run = jax.jit(spgd, static_argnums=3)
+    by_pixel = run(fn, x, y, SPGDConfig(k=2.0, steps=30), key=key)
+    by_element = run(fn, x, y, SPGDConfig(k=2.0, steps=30, unit="elements"), key=key)
+    assert int(by_pixel.l0_pixels.max()) <= 2 and int(by_pixel.l0_elements.max()) <= 6
+    assert int(by_pixel.l0_elements.max()) > 2  # a pixel moves its 3 channels together
+    assert int(by_element.l0_elements.max()) <= 2
+
+
+def test_the_cascade_runs_each_stage_on_the_survivors(digits_model, digits_test):
+    """At k = 1 pixel most digits survive both sPGD stages; those reach Sparse-RS and spend
+    exactly the stated budget; an example fooled in stage 0 spends nothing more."""
+    x, y = jnp.asarray(digits_test.x[:8]), jnp.asarray(digits_test.y[:8])
+    cfg = SAAConfig(k=1.0, spgd_steps=12, rs_queries=40)
+    r = jax.jit(saa)(digits_model.logits_fn, x, y, cfg, key=jax.random.key(0))
+    stage, status = np.asarray(r.stats.stage), np.asarray(r.status)
+    attacked = status != Status.ALREADY_MISCLASSIFIED
+    survived = attacked & (stage == 2)
+    assert survived.any()
+    for i in np.flatnonzero(survived & (status != Status.SUCCESS)):
+        # 2 clean + (2 + 12) per sPGD stage forwards, 40 queries; (1 + 12) backwards each.
+        assert int(r.forwards[i]) == 2 + 2 * (2 + 12) + 40
+        assert int(r.backwards[i]) == 2 * (1 + 12)
+        assert int(r.stats.rs_queries[i]) == 40
+        assert int(r.iterations[i]) == cfg.spgd_steps * 2 + 2 + 40 - 1
+    for i in np.flatnonzero(attacked & (stage == 0)):
+        assert status[i] == Status.SUCCESS and int(r.stats.rs_queries[i]) == 0
+        assert int(r.backwards[i]) == 1 + int(r.stats.spgd_steps[i])
