@@ -11,7 +11,7 @@ COMMAND:
   .venv/bin/python benchmarks/bench_l0_attacks.py --adv-lib /tmp/advlib/x \
       --spgd /tmp/ref/spgd --sparse-rs /tmp/ref/sparse-rs [--n 20] [--only fmn,spgd,rs]
 
-Writes benchmarks/results/l0_attacks_resnet20.{json,md}. Shared ResNet-20, the first n
+Writes benchmarks/results/l0_attacks_resnet20_k{k}.{json,md}. Shared ResNet-20, the first n
 CIFAR-10 test images (the misclassified ones are skipped by both sides), CPU, one batch per
 side. The reference code is loaded by file from those folders (adv_lib's package
 ``__init__`` imports visdom and torchvision for other attacks; nothing is copied here). The
@@ -161,7 +161,7 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     payload = {"n": args.n, "n_attacked": n, "k_pixels": args.k, "torch": torch.__version__}
     payload["rows"] = rows
-    (out / "l0_attacks_resnet20.json").write_text(json.dumps(payload, indent=2) + "\n")
+    (out / f"l0_attacks_resnet20_k{args.k}.json").write_text(json.dumps(payload, indent=2) + "\n")
     fmt = lambda v, s: "–" if v is None else format(v, s)
     lines = [
         "| implementation | s/image | success | median ℓ0 el. | mean ℓ0 el. | median ℓ0 px |",
@@ -172,7 +172,7 @@ def main():
         f"{fmt(r['mean_l0_elements'], '.1f')} | {fmt(r['median_l0_pixels'], 'g')} |"
         for r in rows
     ]
-    (out / "l0_attacks_resnet20.md").write_text("\n".join(lines) + "\n")
+    (out / f"l0_attacks_resnet20_k{args.k}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
