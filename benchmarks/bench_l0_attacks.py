@@ -39,7 +39,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_sigma_zero import summary  # noqa: E402
+from benchmarks.bench_sigma_zero import markdown_table, summary  # noqa: E402
 from benchmarks.bench_sparsefool import torch_resnet20  # noqa: E402
 from sparsejax import attacks, data, models  # noqa: E402
 
@@ -162,16 +162,7 @@ def main():
     payload = {"n": args.n, "n_attacked": n, "k_pixels": args.k, "torch": torch.__version__}
     payload["rows"] = rows
     (out / f"l0_attacks_resnet20_k{args.k}.json").write_text(json.dumps(payload, indent=2) + "\n")
-    fmt = lambda v, s: "–" if v is None else format(v, s)
-    lines = [
-        "| implementation | s/image | success | median ℓ0 el. | mean ℓ0 el. | median ℓ0 px |",
-        "|---|---|---|---|---|---|",
-    ] + [
-        f"| {r['implementation']} | {r['seconds_per_image']:.2f} | "
-        f"{100 * r['success_rate']:.1f}% | {fmt(r['median_l0_elements'], 'g')} | "
-        f"{fmt(r['mean_l0_elements'], '.1f')} | {fmt(r['median_l0_pixels'], 'g')} |"
-        for r in rows
-    ]
+    lines = markdown_table(rows)
     (out / f"l0_attacks_resnet20_k{args.k}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -67,6 +67,20 @@ def summary(name, x, x_adv, success, seconds, n):
     }
 
 
+def markdown_table(rows) -> list[str]:
+    """The Markdown lines of :func:`summary` rows."""
+    fmt = lambda v, s: "–" if v is None else format(v, s)
+    return [
+        "| implementation | s/image | success | median ℓ0 el. | mean ℓ0 el. | median ℓ0 px |",
+        "|---|---|---|---|---|---|",
+    ] + [
+        f"| {r['implementation']} | {r['seconds_per_image']:.2f} | "
+        f"{100 * r['success_rate']:.1f}% | {fmt(r['median_l0_elements'], 'g')} | "
+        f"{fmt(r['mean_l0_elements'], '.1f')} | {fmt(r['median_l0_pixels'], 'g')} |"
+        for r in rows
+    ]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--adv-lib", type=Path, required=True, help="the unpacked adv_lib wheel")
@@ -117,16 +131,7 @@ def main():
         "rows": rows,
     }
     (out / "sigma_zero_resnet20.json").write_text(json.dumps(payload, indent=2) + "\n")
-    fmt = lambda v, s: "–" if v is None else format(v, s)
-    lines = [
-        "| implementation | s/image | success | median ℓ0 el. | mean ℓ0 el. | median ℓ0 px |",
-        "|---|---|---|---|---|---|",
-    ] + [
-        f"| {r['implementation']} | {r['seconds_per_image']:.2f} | "
-        f"{100 * r['success_rate']:.1f}% | {fmt(r['median_l0_elements'], 'g')} | "
-        f"{fmt(r['mean_l0_elements'], '.1f')} | {fmt(r['median_l0_pixels'], 'g')} |"
-        for r in rows
-    ]
+    lines = markdown_table(rows)
     (out / "sigma_zero_resnet20.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 from sparsejax.attacks import _config, engine
 from sparsejax.attacks._config import param
 from sparsejax.attacks.engine import Classifier, Outcome, Passes, Problem
+from sparsejax.attacks.losses import logit_margin
 
 
 @_config.config
@@ -107,9 +108,9 @@ def _init(f: Classifier, p: Problem, c: FMNConfig):
 def _loss(f: Classifier, p: Problem, delta):
     """The difference of logits the attack ascends (positive once adversarial)."""
     logits = f.logits(p.x + delta)
-    cls = p.target if p.targeted else p.label
-    others = jnp.max(jnp.where(jnp.arange(logits.shape[-1]) == cls, -jnp.inf, logits))
-    return (logits[cls] - others) if p.targeted else (others - logits[cls]), logits
+    if p.targeted:
+        return logit_margin(logits, p.target), logits
+    return -logit_margin(logits, p.label), logits
 
 
 def _step(f: Classifier, p: Problem, c: FMNConfig, s: _State):

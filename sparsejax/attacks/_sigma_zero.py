@@ -36,6 +36,7 @@ import optax
 from sparsejax.attacks import _config, engine
 from sparsejax.attacks._config import param
 from sparsejax.attacks.engine import Classifier, Outcome, Passes, Problem
+from sparsejax.attacks.losses import logit_margin
 
 
 @_config.config
@@ -109,10 +110,9 @@ _ADAM = optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-8)
 
 def _logit_difference(logits, p: Problem):
     """max(Z_y - max_{j≠y} Z_j, 0) untargeted, max(max_{j≠t} Z_j - Z_t, 0) targeted."""
-    cls = p.target if p.targeted else p.label
-    others = jnp.max(jnp.where(jnp.arange(logits.shape[-1]) == cls, -jnp.inf, logits))
-    diff = others - logits[cls] if p.targeted else logits[cls] - others
-    return jnp.maximum(diff, 0.0)
+    if p.targeted:
+        return jnp.maximum(-logit_margin(logits, p.target), 0.0)
+    return jnp.maximum(logit_margin(logits, p.label), 0.0)
 
 
 def _init(f: Classifier, p: Problem, c: SigmaZeroConfig):

@@ -37,7 +37,7 @@ import jax.numpy as jnp
 from sparsejax.attacks import _config, _units, engine
 from sparsejax.attacks._config import param
 from sparsejax.attacks.engine import Classifier, Outcome, Passes, Problem
-from sparsejax.attacks.losses import cross_entropy
+from sparsejax.attacks.losses import cross_entropy, logit_margin
 
 
 @_config.config
@@ -116,12 +116,10 @@ def _alpha(c: SparseRSConfig, p: Problem, i):
 def _query(f: Classifier, p: Problem, c: SparseRSConfig, z):
     """(margin, loss) of one candidate (1 forward)."""
     logits = f.logits(z)
-    cls = p.target if p.targeted else p.label
-    others = jnp.max(jnp.where(jnp.arange(logits.shape[-1]) == cls, -jnp.inf, logits))
     if p.targeted:
-        return others - logits[cls], cross_entropy(logits, cls)
-    margin = logits[cls] - others
-    return margin, (margin if c.loss == "margin" else -cross_entropy(logits, cls))
+        return -logit_margin(logits, p.target), cross_entropy(logits, p.target)
+    margin = logit_margin(logits, p.label)
+    return margin, (margin if c.loss == "margin" else -cross_entropy(logits, p.label))
 
 
 def _corners(key, p: Problem, c: SparseRSConfig, avoid=None):

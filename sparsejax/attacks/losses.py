@@ -22,6 +22,13 @@ def strongest_other(logits, cls):
     return jnp.argmax(others).astype(jnp.int32)
 
 
+def logit_margin(logits, cls):
+    """Z_cls - max_{j != cls} Z_j: positive while ``cls`` wins (the difference of logits of
+    σ-zero, FMN and Sparse-RS; negate it for the side an attack ascends)."""
+    others = jnp.max(jnp.where(jnp.arange(logits.shape[-1]) == cls, -jnp.inf, logits))
+    return logits[cls] - others
+
+
 def cw_margin(logits, target, confidence=0.0):
     """Carlini-Wagner's targeted margin max(max_{j != t} Z_j - Z_t + κ, 0) on logits Z."""
     other = jnp.max(jnp.where(jnp.arange(logits.shape[-1]) == target, -jnp.inf, logits))
