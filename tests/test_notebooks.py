@@ -41,7 +41,7 @@ def test_every_notebook_is_executed_in_ci():
 @pytest.mark.parametrize("name", sorted(NOTEBOOK_OUTPUTS))
 def test_notebook_executes(name, tmp_path, monkeypatch):
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    monkeypatch.setenv("SPARSEJAX_NOTEBOOK_N", "8")
+    monkeypatch.setenv("SPARSEJAX_NOTEBOOK_N", "4")
     monkeypatch.setenv(
         "SPARSEJAX_ASSETS",
         os.environ.get(

@@ -122,8 +122,15 @@ def test_a_broken_run_json_or_batch_is_one_line_and_overwrite_repairs_it(
 # --------------------------------------------------------------------------- interruption
 
 
-def _start(tmp_path, ckpt, out, n="300"):
-    env = {**os.environ, "SPARSEJAX_NO_COMPILE_CACHE": "1", "PYTHONUNBUFFERED": "1"}
+@pytest.fixture(scope="module")
+def compile_cache(tmp_path_factory):
+    """One persistent compilation cache for the runs below, as a user's reruns have (the
+    first run compiles, the reruns load)."""
+    return tmp_path_factory.mktemp("compile-cache")
+
+
+def _start(tmp_path, ckpt, out, cache, n="300"):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "SPARSEJAX_CACHE_DIR": str(cache)}
     argv = [sys.executable, "-m", "sparsejax.cli", *_argv(ckpt, out, "--n", n)]
     argv[argv.index("--batch-size") + 1] = "2"
     argv += ["--workers", "1"]
@@ -145,9 +152,11 @@ def _wait_for_batches(out, k, proc, timeout=240):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("signals", [1, 3])
-def test_ctrl_c_keeps_the_finished_batches_and_says_so_in_one_line(tmp_path, ckpt, signals):
+def test_ctrl_c_keeps_the_finished_batches_and_says_so_in_one_line(
+    tmp_path, ckpt, signals, compile_cache
+):
     out = tmp_path / "run"
-    proc = _start(tmp_path, ckpt, out)
+    proc = _start(tmp_path, ckpt, out, compile_cache)
     _wait_for_batches(out, 2, proc)
     for _ in range(signals):
         proc.send_signal(signal.SIGINT)
@@ -167,12 +176,12 @@ def test_ctrl_c_keeps_the_finished_batches_and_says_so_in_one_line(tmp_path, ckp
     # A rerun resumes: the saved batches are kept, the rest is done, the result is that of
     # an uninterrupted run (bit for bit).
     kept = {f.name: f.read_bytes() for f in (out / "batches").iterdir()}
-    proc = _start(tmp_path, ckpt, out)
+    proc = _start(tmp_path, ckpt, out, compile_cache)
     proc.communicate(timeout=600)
     assert proc.returncode == 0
     assert all((out / "batches" / k).read_bytes() == v for k, v in kept.items())
     ref = tmp_path / "ref"
-    proc = _start(tmp_path, ckpt, ref)
+    proc = _start(tmp_path, ckpt, ref, compile_cache)
     proc.communicate(timeout=600)
     a, b = np.load(out / "adversarials.npz"), np.load(ref / "adversarials.npz")
     np.testing.assert_array_equal(a["x_adv"], b["x_adv"])
