@@ -26,7 +26,7 @@ from sparsejax.errors import SparsejaxError
 from tests.helpers import count_compilations
 
 N = 8
-BLACK_BOX = {"sparse-rs"}  # score-based: no backward pass at all
+BLACK_BOX = {"sparse-rs", "random-subset"}  # score-based: no backward pass at all
 
 
 class Row(NamedTuple):
@@ -35,7 +35,7 @@ class Row(NamedTuple):
     config: object
     targeted: bool
     sweep: tuple[str, tuple]  # a traced field and two values for the sweep property
-    mode: tuple[str, str]  # a static mode field and a typo for it
+    mode: tuple[str, str] | None  # a static mode field and a typo for it (None: it has none)
     min_success: float = 0.5  # a sanity floor for the success rate of the bounded run
     # How far x_adv may drift between batch shapes (float32 rounding, see the schedule test).
     value_atol: float = 1e-4
@@ -97,6 +97,16 @@ ROWS = [
         ("steps", "ten"),
     ),
     Row(
+        # SparseFool's untargeted variant (a random target from the key); targeted runs
+        # and the pair-by-pair parity with CleverHans: tests/test_jsma.py.
+        "jsma",
+        "jsma",
+        attacks.JSMAConfig(gamma=0.5),
+        False,
+        ("theta", (1.0, 0.5)),
+        None,  # no static mode: θ and γ are numbers
+    ),
+    Row(
         "spgd",
         "spgd",
         attacks.SPGDConfig(k=4.0, steps=40),
@@ -119,6 +129,14 @@ ROWS = [
         False,
         ("k", (2.0, 3.0)),
         ("unit", "pixel"),
+    ),
+    Row(
+        "random-subset",
+        "random-subset",
+        attacks.RandomSubsetConfig(k=12.0, draws=20),
+        False,
+        ("k", (12.0, 16.0)),
+        ("draws", "twenty"),
     ),
     Row(
         "sapf",
@@ -269,7 +287,7 @@ def test_a_fixed_k_attack_never_exceeds_k_in_its_unit(case):
     unit = getattr(case.row.config, "unit", spec.unit)
     changed = np.asarray(case.result.x_adv) != np.asarray(case.x)
     counts = changed.any(-1).sum(axis=(1, 2)) if unit == "pixels" else changed.sum((1, 2, 3))
-    assert counts.max() <= case.row.config.k
+    assert counts.max() <= spec.max_changed(case.row.config, case.x.shape[1:])
 
 
 def test_status_invariants(case):
@@ -515,6 +533,8 @@ def test_a_model_with_nan_logits_is_nonfinite_and_nothing_is_nan(case, broken):
 
 
 def test_a_mode_typo_is_rejected_before_compilation(case):
+    if case.row.mode is None:
+        pytest.skip("the attack has no static mode field")
     field, typo = case.row.mode
     with count_compilations() as c, pytest.raises(SparsejaxError, match=field):
         dataclasses.replace(case.row.config, **{field: typo})

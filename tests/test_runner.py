@@ -85,13 +85,14 @@ def test_bad_attack_arguments_stop_before_compilation(tmp_path, capsys, ckpt, ex
 
 def test_unknown_attack(tmp_path, capsys, ckpt):
     argv = _argv(ckpt, tmp_path / "o")
-    argv[argv.index("sparsefool")] = "jsma"
+    argv[argv.index("sparsefool")] = "sparsfool"
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     known = (
-        "fmn-l0, saa, sapf, sapf-gs, sapf-vi, sigma-zero, sparse-l0, sparse-rs, sparsefool, spgd"
+        "fmn-l0, jsma, random-subset, saa, sapf, sapf-gs, sapf-vi, sigma-zero, sparse-l0, "
+        "sparse-rs, sparsefool, spgd"
     )
-    assert f"unknown attack 'jsma'; known: {known}" in err
+    assert f"unknown attack 'sparsfool'; known: {known}" in err
 
 
 def test_results_file_and_resumption(tmp_path, capsys, ckpt):

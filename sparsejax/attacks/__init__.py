@@ -11,7 +11,9 @@ example (its own private module) and run by :mod:`sparsejax.attacks.engine`.
 
 from sparsejax.attacks._deepfool import DeepFoolConfig, DeepFoolResult, deepfool
 from sparsejax.attacks._fmn import FMNConfig, FMNStats, fmn_l0
+from sparsejax.attacks._jsma import JSMAConfig, JSMAStats, jsma
 from sparsejax.attacks._linear_solver import SolverResult, linear_solver
+from sparsejax.attacks._random_subset import RandomSubsetConfig, RandomSubsetStats, random_subset
 from sparsejax.attacks._saa import SAAConfig, SAAStats, saa
 from sparsejax.attacks._sapf import (
     SAPFConfig,
@@ -43,6 +45,10 @@ __all__ = [
     "DeepFoolResult",
     "FMNConfig",
     "FMNStats",
+    "JSMAConfig",
+    "JSMAStats",
+    "RandomSubsetConfig",
+    "RandomSubsetStats",
     "SAAConfig",
     "SAAStats",
     "SAPFConfig",
@@ -65,8 +71,10 @@ __all__ = [
     "deepfool",
     "fmn_l0",
     "get",
+    "jsma",
     "linear_solver",
     "names",
+    "random_subset",
     "perceptibility_box",
     "saa",
     "sapf",

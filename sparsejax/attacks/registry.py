@@ -8,8 +8,12 @@ import dataclasses
 from collections.abc import Callable
 from typing import Literal
 
+import numpy as np
+
 from sparsejax.attacks import (
     _fmn,
+    _jsma,
+    _random_subset,
     _saa,
     _sapf,
     _sigma_zero,
@@ -36,6 +40,9 @@ class AttackSpec:
       budget: "min-norm" (it minimises ℓ0) or "fixed-k" (it stays within a budget k).
       targeted: "no", "optional" or "required".
       needs_key: whether it draws random numbers (a key is required).
+      max_changed: fixed-k only: ``(config, example_shape) -> float``, the most units (of
+        ``config.unit``, else ``unit``) one example may change; ``config.k`` unless the
+        attack says otherwise (the random subset's k counts per channel).
     """
 
     name: str
@@ -47,16 +54,28 @@ class AttackSpec:
     budget: Literal["min-norm", "fixed-k"]
     targeted: Literal["no", "optional", "required"]
     needs_key: bool
+    max_changed: Callable | None = None
 
     @property
     def algorithm(self) -> Algorithm:
         return self.fn.algorithm
 
 
-def _spec(fn, paper, description, unit, budget) -> AttackSpec:
+def _spec(fn, paper, description, unit, budget, max_changed=None) -> AttackSpec:
     a: Algorithm = fn.algorithm
+    if budget == "fixed-k" and max_changed is None:
+        max_changed = lambda c, shape: float(np.max(np.asarray(c.k)))  # noqa: E731
     return AttackSpec(
-        a.name, fn, a.config_cls, paper, description, unit, budget, a.targeted, a.needs_key
+        a.name,
+        fn,
+        a.config_cls,
+        paper,
+        description,
+        unit,
+        budget,
+        a.targeted,
+        a.needs_key,
+        max_changed,
     )
 
 
@@ -99,6 +118,14 @@ _SPECS = {
             "min-norm",
         ),
         _spec(
+            _jsma.jsma,
+            "Papernot, McDaniel, Jha, Fredrikson, Celik, Swami, 'The Limitations of Deep "
+            "Learning in Adversarial Settings', EuroS&P 2016 (SparseFool Table 1's baseline)",
+            "saliency-map pair search on the Jacobian, each chosen pair moved by theta",
+            "elements",
+            "min-norm",
+        ),
+        _spec(
             _spgd.spgd,
             "Zhong, Huang, Liu, 'Towards Efficient Training and Evaluation of Robust Models "
             "against l0 Bounded Adversarial Perturbations', ICML 2024",
@@ -120,6 +147,14 @@ _SPECS = {
             "cascade: sPGD projected, sPGD unprojected, Sparse-RS, each on the survivors",
             "pixels",  # or elements, config.unit
             "fixed-k",
+        ),
+        _spec(
+            _random_subset.random_subset,
+            "Modas, Moosavi-Dezfooli, Frossard, CVPR 2019, §4.1 (SparseFool's random baseline)",
+            "k random elements per channel set to random corners of the box",
+            "elements",
+            "fixed-k",
+            _random_subset.budget,
         ),
         _spec(
             _sapf.sapf,
