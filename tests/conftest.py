@@ -5,21 +5,11 @@ from __future__ import annotations
 import os
 import tempfile
 
-# The suite compiles far more than it runs (small models, many programs): LLVM's cheapest
-# optimisation level cuts its compile time by about a quarter, and slows the real-model
-# tests by under a tenth. What is computed does not change; benchmarks, experiments and
-# users keep XLA's default. Set before JAX starts (and inherited by the notebook kernels
-# and the command-line subprocesses); SPARSEJAX_TEST_XLA_DEFAULT=1 keeps the default.
-if os.environ.get("SPARSEJAX_TEST_XLA_DEFAULT") != "1":
-    os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
-    ).strip()
+import jax
+import numpy as np
+import pytest
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from sparsejax.data import assets_dir  # noqa: E402
+from sparsejax.data import assets_dir
 
 # Silent broadcasting between a [B] mask and [B, H, W, C] images is a classic attack bug.
 jax.config.update("jax_numpy_rank_promotion", "raise")
