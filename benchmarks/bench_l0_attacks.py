@@ -1,6 +1,7 @@
-"""sparsejax FMN-ℓ0, sPGD and Sparse-RS beside their reference code, same images, same budget,
-in one run: adv_lib 0.2.8's ``fmn(norm=0)``, the official sPGD (CityU-MLO/sPGD,
-``autoattack/spgd.py``) and Sparse-RS (fra31/sparse-rs, ``rs_attacks.py``).
+"""sparsejax σ-zero, FMN-ℓ0, sPGD and Sparse-RS beside their reference code, and beside
+sparsejax SparseFool, same images, same budget, in one run: adv_lib 0.2.8's ``sigma_zero``
+and ``fmn(norm=0)``, the official sPGD (CityU-MLO/sPGD, ``autoattack/spgd.py``) and Sparse-RS
+(fra31/sparse-rs, ``rs_attacks.py``).
 
 COMMAND:
   .venv/bin/python -m pip download --no-deps adv-lib==0.2.8 -d /tmp/advlib   # the wheel
@@ -9,17 +10,25 @@ COMMAND:
   git clone <mirror of CityU-MLO/sPGD> /tmp/ref/spgd
   git clone <mirror of fra31/sparse-rs> /tmp/ref/sparse-rs
   .venv/bin/python benchmarks/bench_l0_attacks.py --adv-lib /tmp/advlib/x \
-      --spgd /tmp/ref/spgd --sparse-rs /tmp/ref/sparse-rs [--n 20] [--only fmn,spgd,rs]
+      --spgd /tmp/ref/spgd --sparse-rs /tmp/ref/sparse-rs [--model resnet20] [--n 20] \
+      [--k 10] [--only sigma,fmn,spgd,rs,sparsefool]
 
-Writes benchmarks/results/l0_attacks_resnet20_k{k}.{json,md}. Shared ResNet-20, the first n
-CIFAR-10 test images (the misclassified ones are skipped by both sides), CPU, one batch per
-side. The reference code is loaded by file from those folders (adv_lib's package
-``__init__`` imports visdom and torchvision for other attacks; nothing is copied here). The
-PyTorch ResNet-20 is ``tests/torch_reference.CifarResNet`` with the same weights.
+Writes benchmarks/results/l0_attacks_{model}_k{k}.{json,md} (``resnet20``: the shared
+ResNet-20 on CIFAR-10; ``lenet5``, ``lenet5-pgd``: the clean and the PGD-trained LeNet-5 on
+MNIST; ``smallcnn-ddn``: the DDN SmallCNN). The first n test images (the misclassified ones
+are skipped by both sides), CPU, one batch per side. The reference code is loaded by file
+from those folders (adv_lib's package ``__init__`` imports visdom and torchvision for other
+attacks; nothing is copied here). The PyTorch models are ``tests/torch_reference.py``'s with
+the same weights.
 
-Budgets: FMN 1000 steps (AttackBench's; adv_lib's default is 10), sPGD k = 10 pixels and
-300 iterations (``evaluate.py``'s default) per gradient rule, Sparse-RS k = 10 pixels and
-1000 queries (α_init 0.3, margin loss, the README's untargeted ℓ0 run at a smaller budget).
+Budgets: σ-zero 1000 steps (adv_lib's default), FMN 1000 steps (AttackBench's; adv_lib's
+default is 10), sPGD k pixels and 300 iterations (``evaluate.py``'s default) per gradient
+rule, Sparse-RS k pixels and 1000 queries (α_init 0.3, margin loss, the README's untargeted
+ℓ0 run at a smaller budget), SparseFool its defaults (λ = 3).
+
+Each sparsejax row also gives wall/floor: the floor is Σ_examples (forwards · t_F + backward
+rows · t_B), with t_F and t_B measured by ``bench_sparsefool.pass_costs`` on as many lanes as
+the attack's schedule runs (lockstep: the batch; the CPU refill queue: one) right after it.
 """
 
 from __future__ import annotations
@@ -39,11 +48,21 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_sigma_zero import markdown_table, summary  # noqa: E402
-from benchmarks.bench_sparsefool import torch_resnet20  # noqa: E402
+from benchmarks.bench_sigma_zero import load_adv_lib_sigma_zero, summary  # noqa: E402
+from benchmarks.bench_sparsefool import pass_costs  # noqa: E402
 from sparsejax import attacks, data, models  # noqa: E402
 
-WEIGHTS = "weights/cifar10/resnet20-12fca82f.th"
+MODELS = {
+    # key: (sparsejax model, weights under the assets folder, dataset, torch reference class)
+    "resnet20": ("resnet20-cifar10", "weights/cifar10/resnet20-12fca82f.th", "cifar10",
+                 "CifarResNet"),
+    "lenet5": ("lenet5-mnist", "weights/mnist/advertorch_mnist_lenet5_clntrained.pt", "mnist",
+               "LeNet5"),
+    "lenet5-pgd": ("lenet5-mnist", "weights/mnist/advertorch_mnist_lenet5_advtrained.pt",
+                   "mnist", "LeNet5"),
+    "smallcnn-ddn": ("smallcnn-mnist", "weights/mnist/sigmazero_mnist_smallcnn_robust_ddn.pth",
+                     "mnist", "SmallCNN"),
+}  # fmt: skip
 
 
 def load_by_file(name, path: Path):
@@ -62,6 +81,22 @@ def adv_lib_fmn(root: Path):
     return load_by_file("adv_lib.attacks.fmn", root / "adv_lib/attacks/fast_minimum_norm.py").fmn
 
 
+def torch_model(cls_name: str, weights: Path):
+    """``tests/torch_reference.<cls_name>`` with the checkpoint's weights, eval mode, frozen."""
+    import torch
+
+    from tests import torch_reference
+
+    net = getattr(torch_reference, cls_name)(*((3,) if cls_name == "CifarResNet" else ()))
+    sd = torch.load(weights, map_location="cpu", weights_only=True)
+    sd = sd.get("state_dict", sd)
+    net.load_state_dict({k.removeprefix("module."): v for k, v in sd.items()}, strict=True)
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
 def timed(run):
     t0 = time.perf_counter()
     out = run()
@@ -73,27 +108,40 @@ def main():
     ap.add_argument("--adv-lib", type=Path)
     ap.add_argument("--spgd", type=Path, help="a clone of CityU-MLO/sPGD")
     ap.add_argument("--sparse-rs", type=Path, help="a clone of fra31/sparse-rs")
+    ap.add_argument("--model", choices=sorted(MODELS), default="resnet20")
     ap.add_argument("--n", type=int, default=20)
     ap.add_argument("--k", type=int, default=10, help="pixels, for sPGD and Sparse-RS")
-    ap.add_argument("--only", default="fmn,spgd,rs")
+    ap.add_argument("--only", default="sigma,fmn,spgd,rs,sparsefool")
     args = ap.parse_args()
     only = set(args.only.split(","))
+    unknown = only - {"sigma", "fmn", "spgd", "rs", "sparsefool"}
+    if unknown:
+        ap.error(f"unknown --only entries {sorted(unknown)}")
+    for flag, needs in (("adv_lib", {"sigma", "fmn"}), ("spgd", {"spgd"}), ("sparse_rs", {"rs"})):
+        if only & needs and getattr(args, flag) is None:
+            ap.error(f"--{flag.replace('_', '-')} is needed for {sorted(only & needs)}")
 
     import torch
 
     torch.set_num_threads(2)
+    name, weights, dataset, torch_cls = MODELS[args.model]
     assets = data.require_assets()
-    model = models.load("resnet20-cifar10", assets / WEIGHTS)
-    ds = data.load_dataset("cifar10", n=args.n)
+    model = models.load(name, assets / weights)
+    ds = data.load_dataset(dataset, n=args.n)
     ok = np.asarray(jnp.argmax(model.logits_fn(jnp.asarray(ds.x)), axis=1)) == ds.y
     x_np, y_np = ds.x[ok], ds.y[ok]
     n = len(y_np)
     x, y = jnp.asarray(x_np), jnp.asarray(y_np)
-    net = torch_resnet20(assets / WEIGHTS)
+    net = torch_model(torch_cls, assets / weights)
     xt = torch.from_numpy(np.ascontiguousarray(x_np.transpose(0, 3, 1, 2)))
     yt = torch.from_numpy(y_np.astype(np.int64))
     key = jax.random.key(0)
-    rows = []
+    rows, costs = [], {}
+
+    def floor_costs(slots):
+        if slots not in costs:
+            costs[slots] = pass_costs(model, x_np, slots, k=1)
+        return costs[slots]
 
     def ours(label, fn, cfg, **kw):
         compiled = jax.jit(fn).lower(model.logits_fn, x, y, cfg, **kw).compile()
@@ -102,18 +150,45 @@ def main():
         )
         row = summary(label, x_np, r.x_adv, np.asarray(r.success), seconds, n)
         row["passes_per_image"] = float(np.mean(np.asarray(r.model_evals)))
+        early_stop = attacks.get(fn.__name__.replace("_", "-")).algorithm.early_stop
+        slots = 1 if early_stop and jax.default_backend() == "cpu" else n
+        t_f, t_b = floor_costs(slots)
+        floor = float(np.sum(r.forwards) * t_f + np.sum(r.backwards) * t_b)
+        row.update(pass_cost_ms={"lanes": slots, "forward": 1e3 * t_f, "backward": 1e3 * t_b})
+        row["wall_over_floor"] = seconds / floor
         rows.append(row)
         print(row, flush=True)
         return r
 
-    def theirs(label, run):
+    def theirs(label, run, passes_per_image=None):
         seconds, adv_t = timed(run)
         with torch.no_grad():
             pred = net(adv_t).argmax(1).numpy()
         adv = adv_t.numpy().transpose(0, 2, 3, 1)
         rows.append(summary(label, x_np, adv, pred != y_np, seconds, n))
+        if passes_per_image is not None:
+            rows[-1]["passes_per_image"] = passes_per_image
         print(rows[-1], flush=True)
         return adv, pred != y_np
+
+    def agreement(r, adv, success):
+        """How often the two sides end at the same ℓ0 (elements) on images both fool."""
+        ours_l0 = np.asarray(r.l0_elements)
+        theirs_l0 = (adv != x_np).reshape(n, -1).sum(1)
+        both = np.asarray(r.success) & success
+        rows[-1]["both_successful"] = int(both.sum())
+        rows[-1]["same_l0_as_sparsejax"] = int(np.sum(ours_l0[both] == theirs_l0[both]))
+        rows[-1]["within_10pct_of_sparsejax"] = int(
+            np.sum(np.abs(ours_l0[both] - theirs_l0[both]) <= 0.1 * theirs_l0[both])
+        )
+
+    if "sigma" in only:
+        sigma_zero = load_adv_lib_sigma_zero(args.adv_lib)
+        r = ours("sparsejax sigma-zero (1000 steps)", attacks.sigma_zero, attacks.SigmaZeroConfig())
+        adv, success = theirs(
+            "adv_lib 0.2.8 sigma_zero (1000 steps)", lambda: sigma_zero(net, xt, yt), 2000.0
+        )
+        agreement(r, adv, success)
 
     if "fmn" in only:
         fmn = adv_lib_fmn(args.adv_lib)
@@ -121,15 +196,9 @@ def main():
         adv, success = theirs(
             "adv_lib 0.2.8 fmn(norm=0) (1000 steps)",
             lambda: fmn(net, xt, yt, norm=0, steps=1000),
+            2000.0,
         )
-        ours_l0 = np.asarray(r.l0_elements)
-        theirs_l0 = (adv != x_np).reshape(n, -1).sum(1)
-        both = np.asarray(r.success) & success
-        rows[-1]["same_l0_as_sparsejax"] = int(np.sum(ours_l0[both] == theirs_l0[both]))
-        rows[-1]["within_10pct_of_sparsejax"] = int(
-            np.sum(np.abs(ours_l0[both] - theirs_l0[both]) <= 0.1 * theirs_l0[both])
-        )
-        rows[-1]["both_successful"] = int(both.sum())
+        agreement(r, adv, success)
 
     if "spgd" in only:
         sys.path.insert(0, str(args.spgd / "autoattack"))
@@ -157,14 +226,48 @@ def main():
         )  # fmt: skip
         theirs(f"official Sparse-RS (k={args.k} px, 1000 q.)", lambda: rs.perturb(xt, yt)[1])
 
+    if "sparsefool" in only:
+        ours("sparsejax sparsefool (λ = 3)", attacks.sparsefool, attacks.SparseFoolConfig())
+
     out = ROOT / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    payload = {"n": args.n, "n_attacked": n, "k_pixels": args.k, "torch": torch.__version__}
-    payload["rows"] = rows
-    (out / f"l0_attacks_resnet20_k{args.k}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    payload = {
+        "model": args.model,
+        "n": args.n,
+        "n_attacked": n,
+        "k_pixels": args.k,
+        "torch": torch.__version__,
+        "jax": jax.__version__,
+        "rows": rows,
+    }
+    stem = f"l0_attacks_{args.model}_k{args.k}"
+    (out / f"{stem}.json").write_text(json.dumps(payload, indent=2) + "\n")
     lines = markdown_table(rows)
-    (out / f"l0_attacks_resnet20_k{args.k}.md").write_text("\n".join(lines) + "\n")
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def markdown_table(rows) -> list[str]:
+    """The Markdown lines of this benchmark's rows (passes and wall/floor added to
+    :func:`bench_sigma_zero.markdown_table`'s columns)."""
+    fmt = lambda v, s: "–" if v is None else format(v, s)
+    return [
+        "| implementation | s/image | success | median ℓ0 el. | mean ℓ0 el. | median ℓ0 px "
+        "| passes/image | wall/floor | same ℓ0 (≤10%) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ] + [
+        f"| {r['implementation']} | {r['seconds_per_image']:.2f} | "
+        f"{100 * r['success_rate']:.1f}% | {fmt(r['median_l0_elements'], 'g')} | "
+        f"{fmt(r['mean_l0_elements'], '.1f')} | {fmt(r['median_l0_pixels'], 'g')} | "
+        f"{fmt(r.get('passes_per_image'), '.0f')} | {fmt(r.get('wall_over_floor'), '.2f')} | "
+        + (
+            f"{r['same_l0_as_sparsejax']}/{r['both_successful']} ({r['within_10pct_of_sparsejax']})"
+            if "both_successful" in r
+            else "–"
+        )
+        + " |"
+        for r in rows
+    ]
 
 
 if __name__ == "__main__":

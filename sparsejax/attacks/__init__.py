@@ -13,6 +13,7 @@ from sparsejax.attacks._deepfool import DeepFoolConfig, DeepFoolResult, deepfool
 from sparsejax.attacks._fmn import FMNConfig, FMNStats, fmn_l0
 from sparsejax.attacks._jsma import JSMAConfig, JSMAStats, jsma
 from sparsejax.attacks._linear_solver import SolverResult, linear_solver
+from sparsejax.attacks._one_pixel import OnePixelConfig, OnePixelStats, one_pixel
 from sparsejax.attacks._random_subset import RandomSubsetConfig, RandomSubsetStats, random_subset
 from sparsejax.attacks._saa import SAAConfig, SAAStats, saa
 from sparsejax.attacks._sapf import (
@@ -47,6 +48,8 @@ __all__ = [
     "FMNStats",
     "JSMAConfig",
     "JSMAStats",
+    "OnePixelConfig",
+    "OnePixelStats",
     "RandomSubsetConfig",
     "RandomSubsetStats",
     "SAAConfig",
@@ -74,6 +77,7 @@ __all__ = [
     "jsma",
     "linear_solver",
     "names",
+    "one_pixel",
     "random_subset",
     "perceptibility_box",
     "saa",

@@ -13,6 +13,7 @@ import numpy as np
 from sparsejax.attacks import (
     _fmn,
     _jsma,
+    _one_pixel,
     _random_subset,
     _saa,
     _sapf,
@@ -147,6 +148,15 @@ _SPECS = {
             "cascade: sPGD projected, sPGD unprojected, Sparse-RS, each on the survivors",
             "pixels",  # or elements, config.unit
             "fixed-k",
+        ),
+        _spec(
+            _one_pixel.one_pixel,
+            "Su, Vargas, Sakurai, 'One Pixel Attack for Fooling Deep Neural Networks', IEEE "
+            "TEVC 2019 (SparseFool Table 1's 1-PA)",
+            "differential evolution (DE/rand/1) over k pixels, from the probabilities only",
+            "pixels",
+            "fixed-k",
+            lambda c, shape: float(c.max_pixels),
         ),
         _spec(
             _random_subset.random_subset,
