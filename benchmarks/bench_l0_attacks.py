@@ -87,6 +87,18 @@ def torch_model(cls_name: str, weights: Path):
 
     from tests import torch_reference
 
+    class DefaultLayout(torch.nn.Module):
+        """The model on a copy of its input in the default memory format: the official sPGD
+        hands over a 1-channel tensor whose strides send the convolutions to channels-last,
+        and LeNet-5's ``view`` (as advertorch wrote it) cannot flatten that."""
+
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            return self.net(torch.empty_like(x, memory_format=torch.contiguous_format).copy_(x))
+
     net = getattr(torch_reference, cls_name)(*((3,) if cls_name == "CifarResNet" else ()))
     sd = torch.load(weights, map_location="cpu", weights_only=True)
     sd = sd.get("state_dict", sd)
@@ -94,7 +106,7 @@ def torch_model(cls_name: str, weights: Path):
     net.eval()
     for p in net.parameters():
         p.requires_grad_(False)
-    return net
+    return DefaultLayout(net)
 
 
 def timed(run):
