@@ -29,9 +29,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_l0_attacks import MODELS, torch_model  # noqa: E402
+from benchmarks.bench_l0_attacks import side_by_side  # noqa: E402
 from benchmarks.bench_sigma_zero import summary  # noqa: E402
-from sparsejax import attacks, data, models  # noqa: E402
+from sparsejax import attacks  # noqa: E402
 
 
 def main():
@@ -45,12 +45,7 @@ def main():
     import torchattacks
 
     torch.set_num_threads(2)
-    name, weights, dataset, torch_cls = MODELS[args.model]
-    assets = data.require_assets()
-    model = models.load(name, assets / weights)
-    ds = data.load_dataset(dataset, n=args.n)
-    ok = np.asarray(jnp.argmax(model.logits_fn(jnp.asarray(ds.x)), axis=1)) == ds.y
-    x_np, y_np = ds.x[ok], ds.y[ok]
+    model, net, x_np, y_np = side_by_side(args.model, args.n)
     n = len(y_np)
     rng = np.random.default_rng(0)
     t_np = ((y_np + rng.integers(1, 10, size=n)) % 10).astype(np.int32)
@@ -70,7 +65,6 @@ def main():
     rows[-1]["pairs_per_image"] = float(np.mean(np.asarray(r.iterations)))
     print(rows[-1], flush=True)
 
-    net = torch_model(torch_cls, assets / weights)
     atk = torchattacks.JSMA(net, theta=1.0, gamma=args.gamma)
     atk.set_mode_targeted_by_function(lambda images, labels: torch.from_numpy(t_np).long())
     xt = torch.from_numpy(np.ascontiguousarray(x_np.transpose(0, 3, 1, 2)))

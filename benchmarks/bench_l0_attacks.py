@@ -109,6 +109,17 @@ def torch_model(cls_name: str, weights: Path):
     return DefaultLayout(net)
 
 
+def side_by_side(key: str, n: int):
+    """(Flax model, PyTorch model, x, y) of ``MODELS[key]``: the first n test images that
+    the Flax model classifies correctly (both sides attack the same ones)."""
+    name, weights, dataset, torch_cls = MODELS[key]
+    assets = data.require_assets()
+    model = models.load(name, assets / weights)
+    ds = data.load_dataset(dataset, n=n)
+    ok = np.asarray(jnp.argmax(model.logits_fn(jnp.asarray(ds.x)), axis=1)) == ds.y
+    return model, torch_model(torch_cls, assets / weights), ds.x[ok], ds.y[ok]
+
+
 def timed(run):
     t0 = time.perf_counter()
     out = run()
@@ -136,15 +147,9 @@ def main():
     import torch
 
     torch.set_num_threads(2)
-    name, weights, dataset, torch_cls = MODELS[args.model]
-    assets = data.require_assets()
-    model = models.load(name, assets / weights)
-    ds = data.load_dataset(dataset, n=args.n)
-    ok = np.asarray(jnp.argmax(model.logits_fn(jnp.asarray(ds.x)), axis=1)) == ds.y
-    x_np, y_np = ds.x[ok], ds.y[ok]
+    model, net, x_np, y_np = side_by_side(args.model, args.n)
     n = len(y_np)
     x, y = jnp.asarray(x_np), jnp.asarray(y_np)
-    net = torch_model(torch_cls, assets / weights)
     xt = torch.from_numpy(np.ascontiguousarray(x_np.transpose(0, 3, 1, 2)))
     yt = torch.from_numpy(y_np.astype(np.int64))
     key = jax.random.key(0)
