@@ -113,6 +113,19 @@ ROWS = [
         None,  # no static mode: θ and γ are numbers
     ),
     Row(
+        # Smaller than the reference's budget (1000 steps, c from 1e-3 to 2e6): 3 constants
+        # of 30 steps. Targeted runs and the round-by-round parity: tests/test_cw_l0.py.
+        "cw-l0",
+        "cw-l0",
+        attacks.CWL0Config(steps=30, learning_rate=0.1, initial_const=1.0, largest_const=8.0),
+        False,
+        ("initial_const", (1.0, 2.0)),
+        ("unit", "pixel"),
+        # Hundreds of Adam steps carry the rounding of the batch shape into the values
+        # (measured up to 2.4e-4), as for σ-zero; the path and the support stay the same.
+        value_atol=1e-3,
+    ),
+    Row(
         "spgd",
         "spgd",
         attacks.SPGDConfig(k=4.0, steps=40),

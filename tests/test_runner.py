@@ -89,8 +89,8 @@ def test_unknown_attack(tmp_path, capsys, ckpt):
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     known = (
-        "fmn-l0, jsma, one-pixel, random-subset, saa, sapf, sapf-gs, sapf-vi, sigma-zero, "
-        "sparse-l0, sparse-rs, sparsefool, spgd"
+        "cw-l0, fmn-l0, jsma, one-pixel, random-subset, saa, sapf, sapf-gs, sapf-vi, "
+        "sigma-zero, sparse-l0, sparse-rs, sparsefool, spgd"
     )
     assert f"unknown attack 'sparsfool'; known: {known}" in err
 

@@ -9,6 +9,7 @@ Every attack is called the same way and returns the same :class:`AttackResult`::
 example (its own private module) and run by :mod:`sparsejax.attacks.engine`.
 """
 
+from sparsejax.attacks._cw_l0 import CWL0Config, CWL0Stats, cw_l0
 from sparsejax.attacks._deepfool import DeepFoolConfig, DeepFoolResult, deepfool
 from sparsejax.attacks._fmn import FMNConfig, FMNStats, fmn_l0
 from sparsejax.attacks._jsma import JSMAConfig, JSMAStats, jsma
@@ -42,6 +43,8 @@ from sparsejax.attacks.registry import AttackSpec, get, names
 __all__ = [
     "AttackResult",
     "AttackSpec",
+    "CWL0Config",
+    "CWL0Stats",
     "DeepFoolConfig",
     "DeepFoolResult",
     "FMNConfig",
@@ -71,6 +74,7 @@ __all__ = [
     "SparseL0Config",
     "SparseL0Stats",
     "Status",
+    "cw_l0",
     "deepfool",
     "fmn_l0",
     "get",

@@ -11,6 +11,7 @@ from typing import Literal
 import numpy as np
 
 from sparsejax.attacks import (
+    _cw_l0,
     _fmn,
     _jsma,
     _one_pixel,
@@ -124,6 +125,14 @@ _SPECS = {
             "Learning in Adversarial Settings', EuroS&P 2016 (SparseFool Table 1's baseline)",
             "saliency-map pair search on the Jacobian, each chosen pair moved by theta",
             "elements",
+            "min-norm",
+        ),
+        _spec(
+            _cw_l0.cw_l0,
+            "Carlini, Wagner, 'Towards Evaluating the Robustness of Neural Networks', IEEE "
+            "S&P 2017 (Lin et al.'s baseline)",
+            "the C&W l2 attack on a shrinking set of units, the least-changed fixed each round",
+            "pixels",  # or elements, config.unit
             "min-norm",
         ),
         _spec(
