@@ -9,6 +9,10 @@ import struct
 import jax
 import numpy as np
 
+# XLA's default build (the suite compiles at LLVM's cheapest level: conftest.py), for the
+# tests that follow another implementation's float path step by step.
+XLA_DEFAULT = {"xla_backend_optimization_level": 3}
+
 
 def write_idx(path, arr: np.ndarray) -> None:
     """Writes a uint8 array in the IDX format (gzipped when the name ends in .gz)."""
