@@ -103,10 +103,12 @@ def torch_model(cls_name: str, weights: Path):
     sd = torch.load(weights, map_location="cpu", weights_only=True)
     sd = sd.get("state_dict", sd)
     net.load_state_dict({k.removeprefix("module."): v for k, v in sd.items()}, strict=True)
-    net.eval()
     for p in net.parameters():
         p.requires_grad_(False)
-    return DefaultLayout(net)
+    # eval() on the wrapper too: the official sPGD saves ``model.training`` and calls
+    # ``model.train()`` at its end if it was set, which would put the BatchNorm layers inside
+    # in train mode for every later forward (batch statistics, running statistics updated).
+    return DefaultLayout(net).eval()
 
 
 def side_by_side(key: str, n: int):
@@ -179,6 +181,7 @@ def main():
 
     def theirs(label, run, passes_per_image=None):
         seconds, adv_t = timed(run)
+        assert not any(m.training for m in net.modules()), f"{label} left the model in train mode"
         with torch.no_grad():
             pred = net(adv_t).argmax(1).numpy()
         adv = adv_t.numpy().transpose(0, 2, 3, 1)
