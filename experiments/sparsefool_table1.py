@@ -3,7 +3,8 @@ baselines, JSMA (SparseFool's untargeted variant: a random target, success on an
 class) and, as in §4.1 for ImageNet, the random subset at SparseFool's per-channel median.
 
 COMMAND: .venv/bin/python experiments/sparsefool_table1.py [--n 500] [--no-baselines]
-Writes experiments/results/sparsefool_table1.json and .md, experiments/figures/
+Writes experiments/results/sparsefool_table1.json and .md (with the baselines:
+sparsefool_table1_baselines.json and .md), experiments/figures/
 sparsefool_examples_{mnist,cifar10}.png; full per-example results under experiments/runs/
 (not committed). The one-pixel attack runs on --one-pixel-n images (the paper: 100).
 
@@ -157,9 +158,10 @@ def main():
             tag = "k" + "-".join(map(str, medians[label]))
         row, *_ = run(label, name, weights, dataset, attack, config, n, tag)
         rows.append(row)
-    (HERE / "results" / "sparsefool_table1.json").write_text(json.dumps(rows, indent=2) + "\n")
+    stem = "sparsefool_table1" if args.no_baselines else "sparsefool_table1_baselines"
+    (HERE / "results" / f"{stem}.json").write_text(json.dumps(rows, indent=2) + "\n")
     lines = table(rows)
-    (HERE / "results" / "sparsefool_table1.md").write_text("\n".join(lines) + "\n")
+    (HERE / "results" / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
