@@ -18,6 +18,7 @@ from sparsejax.attacks import _sapf as S
 from sparsejax.attacks import _sapf_weights as W
 from sparsejax.attacks.engine import Classifier, Problem
 from sparsejax.errors import SparsejaxError
+from tests.helpers import XLA_DEFAULT
 from tests.reference import sapf_np as R
 
 N = 24
@@ -344,7 +345,9 @@ def test_resnet20_cifar10_all_targets(assets):
     idx, tgt = metrics.all_target_pairs(ds.y, 10)
     x, y = jnp.asarray(ds.x[idx]), jnp.asarray(ds.y[idx])
     cfg = SAPFConfig(k=200.0, lambda1=0.1, delta_steps=100, g_steps=100, finetune_steps=50)
-    r = attack(model.logits_fn, x, y, cfg, targets=jnp.asarray(tgt))
+    r = jax.jit(sapf, compiler_options=XLA_DEFAULT)(
+        model.logits_fn, x, y, cfg, targets=jnp.asarray(tgt)
+    )
     correct = np.asarray(r.clean_pred) == np.asarray(y)
     ok = np.asarray(r.success)
     assert correct.sum() >= 18

@@ -18,6 +18,7 @@ import pytest
 
 from sparsejax import data, models
 from sparsejax.attacks import SparseL0Config, sparse_l0
+from tests.helpers import XLA_DEFAULT
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared]
 
@@ -29,7 +30,7 @@ def _run(assets, name, weights, dataset, config):
     model = models.load(name, assets / weights)
     ds = data.load_dataset(dataset, n=50)
     x, y = jnp.asarray(ds.x), jnp.asarray(ds.y)
-    r = jax.jit(sparse_l0)(model.logits_fn, x, y, config)
+    r = jax.jit(sparse_l0, compiler_options=XLA_DEFAULT)(model.logits_fn, x, y, config)
     ok = np.asarray(r.clean_pred) == ds.y
     rate = float(np.asarray(r.success)[ok].mean())
     succ = np.asarray(r.success)

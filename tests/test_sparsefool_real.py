@@ -15,6 +15,7 @@ import pytest
 
 from sparsejax import data, models
 from sparsejax.attacks import SparseFoolConfig, sparsefool
+from tests.helpers import XLA_DEFAULT
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared]
 
@@ -32,7 +33,8 @@ def test_adversarial_accuracy_at_most_one_percent(assets, name, weights, dataset
     model = models.load(name, assets / weights)
     ds = data.load_dataset(dataset, n=50)
     x, y = jnp.asarray(ds.x), jnp.asarray(ds.y)
-    r = jax.jit(sparsefool)(model.logits_fn, x, y, SparseFoolConfig(lambda_=lam, max_iter=max_iter))
+    config = SparseFoolConfig(lambda_=lam, max_iter=max_iter)
+    r = jax.jit(sparsefool, compiler_options=XLA_DEFAULT)(model.logits_fn, x, y, config)
     adv_pred = np.asarray(jnp.argmax(model.logits_fn(r.x_adv), axis=1))
     adv_acc = float((adv_pred == ds.y).mean())
     print(
