@@ -118,3 +118,32 @@ def test_conv2d_gradients_equal_jax_rule(stride, padding, size):
     g = jnp.asarray(rng.normal(size=out.shape).astype(np.float32))
     for a, b in zip(vjp(g), vjp_ref(g), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [(8, 8), (9, 7)])
+def test_max_pool_values_and_gradient_are_flax_and_pytorch(size):
+    """Values of flax's max_pool; the gradient goes to the first maximum of each block in
+    row-major order (PyTorch's rule), ties included; rows past the last block get none."""
+    import flax.linen as nn
+
+    from sparsejax.models.common import max_pool
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, *size, 3)).astype(np.float32)
+    x[0, 0:2, 0:2, 0] = 1.5  # a four-way tie: only (0, 0) gets the gradient
+    x[1, 2, 3, 1] = x[1, 3, 2, 1] = 9.0  # a two-way tie: (2, 3) comes first in row-major
+    x = jnp.asarray(x)
+    out, vjp = jax.vjp(lambda x: max_pool(x, (2, 2)), x)
+    np.testing.assert_array_equal(out, nn.max_pool(x, (2, 2), strides=(2, 2)))
+    g = jnp.asarray(rng.normal(size=out.shape).astype(np.float32))
+    (gx,) = vjp(g)
+    # NumPy reference: each block's first argmax receives the block's cotangent.
+    ref = np.zeros(x.shape, np.float32)
+    xn, gn = np.asarray(x), np.asarray(g)
+    for b, i, j, c in np.ndindex(*gn.shape):
+        block = xn[b, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2, c]
+        di, dj = np.unravel_index(np.argmax(block), block.shape)
+        ref[b, 2 * i + di, 2 * j + dj, c] = gn[b, i, j, c]
+    np.testing.assert_array_equal(gx, ref)
+    assert float(gx[0, 0, 0, 0]) == float(g[0, 0, 0, 0]) and float(gx[0, 0, 1, 0]) == 0.0
+    assert float(gx[1, 2, 3, 1]) == float(g[1, 1, 1, 1]) and float(gx[1, 3, 2, 1]) == 0.0

@@ -1,5 +1,5 @@
 """Pieces shared by the model definitions: normalization inside the model, and a
-convolution whose gradient stays fast inside compiled loops.
+convolution and a max-pooling whose gradients stay fast inside compiled loops.
 
 Why a custom convolution: on XLA:CPU, the input-gradient of a convolution traced inside a
 ``while_loop``/``fori_loop`` body keeps JAX's transposed-kernel layout (``01oi``), which
@@ -103,3 +103,46 @@ class Conv(nn.Module):
             bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
             y = y + bias.reshape((1,) * (y.ndim - 1) + (-1,))
         return y
+
+
+def max_pool(x, window: tuple[int, int] = (2, 2)):
+    """Max-pooling over non-overlapping ``window`` blocks (stride = window, VALID: rows and
+    columns past the last whole block are dropped), NHWC: [B, H, W, C] -> [B, H // wh,
+    W // ww, C]. The values of ``flax.linen.max_pool(x, window, strides=window)``.
+
+    Why not that function: its gradient is XLA's select-and-scatter, which runs on a slow
+    path on XLA:CPU (most of LeNet-5's backward pass, measured in benchmarks/README.md).
+    Here the gradient goes, as PyTorch's does, to the first maximum of each block in
+    row-major order (a tie does not split it).
+    """
+    wh, ww = window
+    h, w = (x.shape[1] // wh) * wh, (x.shape[2] // ww) * ww
+    return _block_max(x[:, :h, :w, :], (wh, ww))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _block_max(x, window):
+    return jnp.max(_blocks(x, window), axis=-1)
+
+
+def _blocks(x, window):
+    """[B, H, W, C] -> [B, H/wh, W/ww, C, wh*ww], each block's values in row-major order."""
+    (b, h, w, c), (wh, ww) = x.shape, window
+    x = x.reshape(b, h // wh, wh, w // ww, ww, c).transpose(0, 1, 3, 5, 2, 4)
+    return x.reshape(b, h // wh, w // ww, c, wh * ww)
+
+
+def _block_max_fwd(x, window):
+    return _block_max(x, window), x
+
+
+def _block_max_bwd(window, x, g):
+    (b, h, w, c), (wh, ww) = x.shape, window
+    first = jnp.argmax(_blocks(x, window), axis=-1)  # the first maximum (NaN counts as one)
+    hit = jnp.arange(wh * ww).reshape((1,) * first.ndim + (-1,)) == first[..., None]
+    gx = jnp.where(hit, g[..., None], jnp.zeros((), g.dtype))
+    gx = gx.reshape(b, h // wh, w // ww, c, wh, ww).transpose(0, 1, 4, 2, 5, 3)
+    return (gx.reshape(b, h, w, c),)
+
+
+_block_max.defvjp(_block_max_fwd, _block_max_bwd)

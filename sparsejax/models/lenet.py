@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import flax.linen as nn
 
-from sparsejax.models.common import PAD1, Conv, normalize
+from sparsejax.models.common import PAD1, Conv, max_pool, normalize
 
 
 class LeNet5(nn.Module):
@@ -28,9 +28,9 @@ class LeNet5(nn.Module):
     def __call__(self, x):  # x: float32[B, H, W, 1] in [0, 1]
         x = normalize(x, self.mean, self.std)
         x = nn.relu(Conv(32, (3, 3), padding=PAD1, name="conv1")(x))
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = max_pool(x, (2, 2))
         x = nn.relu(Conv(64, (3, 3), padding=PAD1, name="conv2")(x))
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = max_pool(x, (2, 2))
         x = x.reshape(x.shape[0], -1)  # [B, H/4 * W/4 * 64], NHWC order
         x = nn.relu(nn.Dense(200, name="linear1")(x))
         return nn.Dense(self.num_classes, name="linear2")(x)  # [B, K]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import flax.linen as nn
 
-from sparsejax.models.common import VALID, Conv, normalize
+from sparsejax.models.common import VALID, Conv, max_pool, normalize
 
 
 class SmallCNN(nn.Module):
@@ -23,10 +23,10 @@ class SmallCNN(nn.Module):
         conv = lambda c, name: Conv(c, (3, 3), padding=VALID, name=name)
         x = nn.relu(conv(32, "feature_extractor.conv1")(x))
         x = nn.relu(conv(32, "feature_extractor.conv2")(x))
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = max_pool(x, (2, 2))
         x = nn.relu(conv(64, "feature_extractor.conv3")(x))
         x = nn.relu(conv(64, "feature_extractor.conv4")(x))
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = max_pool(x, (2, 2))
         x = x.reshape(x.shape[0], -1)  # [B, 4 * 4 * 64], NHWC order
         x = nn.relu(nn.Dense(200, name="classifier.fc1")(x))
         x = nn.relu(nn.Dense(200, name="classifier.fc2")(x))
