@@ -6,16 +6,20 @@ pure ``logits_fn(x: [B, H, W, C]) -> [B, K]`` (SPEC §1). Attacks live in
 config field in one call.
 """
 
-from sparsejax import attacks, data, models
-from sparsejax.attacks.engine import sweep
-from sparsejax.data import Dataset, load_dataset
-from sparsejax.errors import (
+from sparsejax import _xla
+
+_xla.apply()  # before anything starts a JAX backend: XLA:CPU's convolutions (see _xla)
+
+from sparsejax import attacks, data, models  # noqa: E402
+from sparsejax.attacks.engine import sweep  # noqa: E402
+from sparsejax.data import Dataset, load_dataset  # noqa: E402
+from sparsejax.errors import (  # noqa: E402
     CheckpointError,
     DatasetUnavailableError,
     SparsejaxError,
     UnknownNameError,
 )
-from sparsejax.models import Model, load
+from sparsejax.models import Model, load  # noqa: E402
 
 __version__ = "0.2.0.dev0"
 
