@@ -303,9 +303,10 @@ jax.tree_util.register_dataclass(Schedule, data_fields=[], meta_fields=["kind", 
 
 def default_schedule(algorithm: Algorithm) -> Schedule:
     """Lockstep for fixed-length attacks. For early-stopping ones, a refill queue with one
-    lane on CPU (the cost per example of a step is flat in the number of lanes there, and
-    every extra lane only waits; the runner uses the second core by running two calls side
-    by side) and 64 on accelerators."""
+    lane on CPU (the runner uses the second core by running two calls side by side) and 64
+    on accelerators. On CPU the cost per example of a ResNet-20 step is about flat in the
+    number of lanes; for a model as small as LeNet-5 it is not (a step's own work rivals a
+    pass there: benchmarks/README.md), and a few lanes are faster."""
     if not algorithm.early_stop:
         return Schedule("lockstep")
     return Schedule("queue", 1 if jax.default_backend() == "cpu" else 64)
