@@ -1,7 +1,7 @@
 """Sparse-RS: the α schedule against the reference's piecewise constants, the candidate
 (exactly k units, values at the box corners, a new colour when one unit moves), and the
 query accounting. The generic properties are in test_conformance.py; the side-by-side run
-with the official code is benchmarks/bench_spgd.py."""
+with the official code is benchmarks/bench_l0_attacks.py."""
 
 from __future__ import annotations
 
@@ -60,6 +60,40 @@ def test_a_candidate_moves_n_units_to_corners_and_keeps_exactly_k():
         assert np.all(np.isin(best_u[chosen], np.float32([0.05, 0.95])))  # corners only
         s, passes = _sparse_rs.ALGORITHM.step(f, p, c, s)
         assert passes == (1, 0)
+        # n = max(⌊0.3 · 5⌋, 1) = 1 unit left the set and 1 entered it (every step accepted).
+        assert np.sum(np.asarray(s.chosen) != chosen) == 2
+
+
+@pytest.mark.parametrize("u", [6, 784, 5000])  # 5000 > 4096: the key-value sort
+def test_random_ranks_order_by_flag_then_the_draws_then_position(u):
+    """A permutation of the units: flagged ones first, then by the draw's top bits (all 31
+    beyond 4096 units), ties by position; against NumPy's lexsort."""
+    rng = np.random.default_rng(u)
+    for _ in range(3):
+        draws = rng.integers(0, 2**32, u, dtype=np.uint32)
+        draws[: u // 3] = draws[u // 3 : 2 * (u // 3)]  # some equal draws: ties
+        first = rng.random(u) < 0.2
+        got = np.asarray(jax.jit(_units.random_ranks)(jnp.asarray(draws), jnp.asarray(first)))
+        low = (u - 1).bit_length()
+        top = draws >> (low + 1) if low <= 12 else draws >> 1
+        order = np.lexsort((np.arange(u), -top.astype(np.int64), ~first))
+        want = np.empty(u, np.int64)
+        want[order] = np.arange(u)
+        np.testing.assert_array_equal(got, want)
+
+
+def test_random_ranks_are_uniform():
+    """Which of 6 units comes first (and which of the flagged two): uniform over 6000 draws
+    (each count within 5 standard deviations of 1000, resp. 3000)."""
+    keys = jax.random.split(jax.random.key(0), 6000)
+    draws = jax.vmap(lambda k: jax.random.bits(k, (6,), jnp.uint32))(keys)
+    first = jnp.asarray([False, True, False, False, True, False])
+    plain = jax.vmap(_units.random_ranks)(draws)
+    flagged = jax.vmap(lambda d: _units.random_ranks(d, first))(draws)
+    np.testing.assert_allclose(np.sum(np.asarray(plain) == 0, axis=0), 1000, atol=5 * 29)
+    leads = np.sum(np.asarray(flagged) == 0, axis=0)
+    assert leads[~np.asarray(first)].sum() == 0
+    np.testing.assert_allclose(leads[np.asarray(first)], 3000, atol=5 * 39)
 
 
 class _ConstantQueries:
@@ -80,9 +114,8 @@ def test_one_moved_unit_gets_a_colour_other_than_its_clean_one():
     p = _problem(x)
     c = SparseRSConfig(k=1.0)
     for seed in range(20):
-        values = _sparse_rs._corners(
-            jax.random.key(seed), p, c, avoid=jnp.asarray(x.reshape(16, 3))
-        )
+        bits = jax.random.bits(jax.random.key(seed), (16,), jnp.uint32)
+        values = _sparse_rs._corners(bits, p, c, avoid=jnp.asarray(x.reshape(16, 3)))
         assert np.all(np.any(np.asarray(values) != 0.0, axis=1))
 
 

@@ -122,29 +122,29 @@ def _query(f: Classifier, p: Problem, c: SparseRSConfig, z):
     return margin, (margin if c.loss == "margin" else -cross_entropy(logits, p.label))
 
 
-def _corners(key, p: Problem, c: SparseRSConfig, avoid=None):
-    """[U, V] a random corner of the box for every unit: each value lower or upper, as one
-    code in [0, 2^V) per unit. With ``avoid`` [U, V], a code other than that value's where
-    it is itself a corner (uniform over the 2^V - 1 others)."""
+def _corners(bits, p: Problem, c: SparseRSConfig, avoid=None):
+    """[U, V] a random corner of the box for every unit from ``bits`` (uint32[U], uniform):
+    each value lower or upper, as one code in [0, 2^V) per unit (its low V bits). With
+    ``avoid`` [U, V], a code other than that value's where it is itself a corner (uniform
+    over the 2^V - 1 others, from the remaining bits)."""
     lo, hi = _units.as_units(p.lower, c.unit), _units.as_units(p.upper, c.unit)
     n, v = lo.shape
-    key_code, key_other = jax.random.split(key)
-    code = jax.random.randint(key_code, (n,), 0, 2**v)
+    code = bits & (2**v - 1)
     if avoid is not None:
         at_hi, at_lo = avoid == hi, avoid == lo
         is_corner = jnp.all(at_hi | at_lo, axis=1)
         old = jnp.sum(jnp.where(at_hi & ~at_lo, 1, 0) << jnp.arange(v)[None], axis=1)
-        other = (old + 1 + jax.random.randint(key_other, (n,), 0, 2**v - 1)) % 2**v
+        other = (old + 1 + ((bits >> v) % (2**v - 1)).astype(jnp.int32)) % 2**v
         code = jnp.where(is_corner & (code == old), other, code)
-    bits = (code[:, None] >> jnp.arange(v)[None]) & 1
-    return jnp.where(bits == 1, hi, lo)
+    on = (code[:, None] >> jnp.arange(v)[None]) & 1
+    return jnp.where(on == 1, hi, lo)
 
 
 def _init(f: Classifier, p: Problem, c: SparseRSConfig):
-    key_units, key_values = jax.random.split(jax.random.fold_in(p.key, 0))
     x_u = _units.as_units(p.x, c.unit)
-    chosen = _units.top_k(jax.random.uniform(key_units, (x_u.shape[0],)), c.k)
-    values = _corners(key_values, p, c)
+    draws = jax.random.bits(jax.random.fold_in(p.key, 0), (2, x_u.shape[0]), jnp.uint32)
+    chosen = _units.random_ranks(draws[0]) < c.k
+    values = _corners(draws[1], p, c)
     best = jnp.where(chosen[:, None], values, x_u).reshape(p.x.shape)
     margin, loss = _query(f, p, c, best)
     # A non-finite start is worse than any finite candidate (and no NaN reaches the stats).
@@ -160,15 +160,16 @@ def _step(f: Classifier, p: Problem, c: SparseRSConfig, s: _State):
     """One candidate: 1 forward."""
     i = s.t + 1
     n = jnp.maximum(jnp.floor(_alpha(c, p, i) * c.k), 1.0)
-    key_out, key_in, key_values = jax.random.split(jax.random.fold_in(p.key, i), 3)
-    u = s.chosen.size
-    # n units of the set back to x, n units outside it to new corners (uniform choices).
-    scores_out = jnp.where(s.chosen, jax.random.uniform(key_out, (u,)), -jnp.inf)
-    scores_in = jnp.where(s.chosen, -jnp.inf, jax.random.uniform(key_in, (u,)))
-    leave = _units.top_k(scores_out, n) & s.chosen
-    enter = _units.top_k(scores_in, n) & ~s.chosen
+    # All of a step's randomness in one draw (XLA:CPU runs each threefry call as a loop).
+    draws = jax.random.bits(jax.random.fold_in(p.key, i), (2, s.chosen.size), jnp.uint32)
+    # n units of the set back to x, n units outside it to new corners (uniform choices), from
+    # one random order with the set's units first.
+    rank = _units.random_ranks(draws[0], first=s.chosen)
+    size = jnp.sum(s.chosen, dtype=jnp.int32)
+    leave = s.chosen & (rank < n)
+    enter = ~s.chosen & (rank < size + n)
     x_u, best_u = _units.as_units(p.x, c.unit), _units.as_units(s.best, c.unit)
-    values = _corners(key_values, p, c, avoid=jnp.where(n == 1, x_u, jnp.nan))
+    values = _corners(draws[1], p, c, avoid=jnp.where(n == 1, x_u, jnp.nan))
     cand = jnp.where(leave[:, None], x_u, jnp.where(enter[:, None], values, best_u))
     cand = cand.reshape(p.x.shape)
     margin, loss = _query(f, p, c, cand)
