@@ -1,7 +1,7 @@
 """sPGD and sAA: the two gradient rules against closed forms on an affine model (float64),
 the top-k mask, the units, the cascade's stages and accounting. The generic properties are
 in test_conformance.py; the side-by-side run with the official code is
-benchmarks/bench_spgd.py."""
+benchmarks/bench_l0_attacks.py."""
 
 from __future__ import annotations
 
@@ -62,6 +62,33 @@ def test_top_k_keeps_exactly_k_even_with_ties():
         got = np.asarray(_units.top_k(scores, jnp.float32(k)))
         assert got.sum() == k
     np.testing.assert_array_equal(np.asarray(_units.top_k(scores, 2)), [0, 1, 1, 0, 0, 0])
+
+
+def _numpy_top_k(scores, k):
+    """The k largest (NaN last, ties by position: NumPy's stable argsort of -scores)."""
+    order = np.argsort(-scores.astype(np.float64), kind="stable")
+    ranks = np.empty(scores.size, np.int64)
+    ranks[order] = np.arange(scores.size)
+    return ranks < k
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.uint32])
+def test_top_k_is_numpys_stable_ranking(dtype):
+    """The one-operand threshold search against NumPy's stable argsort,
+    on draws with ties, ±0, ±inf and NaN, for whole and fractional k from 0 to U."""
+    rng = np.random.default_rng(0)
+    top_k = jax.jit(_units.top_k)
+    for _ in range(20):
+        if dtype == np.float32:
+            scores = rng.choice([-2.0, -0.0, 0.0, 1.5, 3.0, np.inf, -np.inf, np.nan], 40)
+            scores = np.where(rng.random(40) < 0.5, rng.normal(size=40), scores)
+        else:
+            scores = rng.choice([0, 1, 7, 2**31, 2**32 - 1], 40)
+            scores = np.where(rng.random(40) < 0.5, rng.integers(0, 2**32, 40), scores)
+        scores = scores.astype(dtype)
+        for k in (0.0, 0.5, 1.0, 2.5, 7.0, 39.0, 40.0):
+            got = np.asarray(top_k(jnp.asarray(scores), jnp.float32(k)))
+            np.testing.assert_array_equal(got, _numpy_top_k(scores, k), err_msg=f"k={k}")
 
 
 @pytest.fixture(scope="module")

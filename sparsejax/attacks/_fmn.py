@@ -85,7 +85,11 @@ def _cosine(start, end, i, steps):
 def _project_l0(delta, epsilon):
     """Zeroes every |δ_i| below the ε-th largest (the reference's ``l0_projection_``)."""
     mags = jnp.abs(delta).ravel()
-    ranked = -jnp.sort(-mags)
+    # Sorted as unsigned integers, whose order is that of non-negative floats and which
+    # XLA:CPU sorts several times faster; a NaN sorts as 0 (it zeroes nothing either way).
+    bits = jnp.uint32 if mags.dtype == jnp.float32 else jnp.uint64
+    as_bits = jax.lax.bitcast_convert_type(jnp.where(jnp.isnan(mags), 0.0, mags), bits)
+    ranked = jax.lax.bitcast_convert_type(jnp.sort(as_bits)[::-1], mags.dtype)
     index = jnp.clip(epsilon.astype(jnp.int32) - 1, 0, mags.size - 1)
     return jnp.where(jnp.abs(delta) < ranked[index], 0.0, delta)
 

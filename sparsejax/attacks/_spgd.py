@@ -99,6 +99,7 @@ class State(NamedTuple):
     m: jax.Array  # float32[U] mask score
     grad_p: jax.Array  # float32[H, W, C] gradients of the last forward
     grad_m: jax.Array  # float32[U]
+    top: jax.Array  # bool[U] the top-k set of m
     unchanged: jax.Array  # int32 consecutive steps with the same top-k set
     reinits: jax.Array  # int32
     t: jax.Array  # int32 steps taken
@@ -154,9 +155,9 @@ def init_with_rule(f: Classifier, p: Problem, c: SPGDConfig, projected):
     pert = jnp.clip(pert, p.lower - p.x, p.upper - p.x)
     m = jax.random.normal(key_m, (u,), p.x.dtype)
     clean_loss = cross_entropy(f.logits(p.x), p.label)
-    _, _, _, grad_p, grad_m, finite, _ = _forward_backward(f, p, c, pert, m, projected)
+    _, _, _, grad_p, grad_m, finite, top = _forward_backward(f, p, c, pert, m, projected)
     state = State(
-        p=pert, m=m, grad_p=grad_p, grad_m=grad_m, unchanged=jnp.int32(0),
+        p=pert, m=m, grad_p=grad_p, grad_m=grad_m, top=top, unchanged=jnp.int32(0),
         reinits=jnp.int32(0), t=jnp.int32(0), best=p.x, best_loss=clean_loss,
         fooled=jnp.bool_(False), flat=~(jnp.any(grad_p != 0) | jnp.any(grad_m != 0)),
         nonfinite=~finite,
@@ -176,16 +177,23 @@ def step_with_rule(f: Classifier, p: Problem, c: SPGDConfig, s: State, projected
     )
     fooled = p.fooled_by(logits)
     keep = fooled | (value >= s.best_loss)  # NaN >= anything is False
-    # The top-k set of the previous mask score: re-ranked, not stored (U bools per lane).
-    same_set = jnp.all(top == _units.top_k(s.m, c.k))
+    same_set = jnp.all(top == s.top)
     unchanged = jnp.where(same_set, s.unchanged + 1, 0)
     redraw = ~fooled & (unchanged >= c.patience)
-    fresh = jax.random.normal(jax.random.fold_in(p.key, s.t + 1), m.shape, m.dtype)
+
+    def draw_again(m, top, key, t):  # a branch only on the steps where some lane redraws
+        fresh = jax.random.normal(jax.random.fold_in(key, t + 1), m.shape, m.dtype)
+        return fresh, _units.top_k(fresh, c.k)
+
+    m, top = engine.lane_cond(
+        redraw, draw_again, lambda m, top, key, t: (m, top), m, top, p.key, s.t
+    )
     s = s._replace(
         p=pert,
-        m=jnp.where(redraw, fresh, m),
+        m=m,
         grad_p=grad_p,
         grad_m=grad_m,
+        top=top,
         unchanged=jnp.where(redraw, 0, unchanged),
         reinits=s.reinits + redraw,
         t=s.t + 1,
