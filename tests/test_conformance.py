@@ -20,7 +20,7 @@ import pytest
 
 import sparsejax
 from sparsejax import attacks
-from sparsejax.attacks import Schedule, Status
+from sparsejax.attacks import Schedule, Status, engine
 from sparsejax.attacks.engine import Classifier
 from sparsejax.errors import SparsejaxError
 from tests.helpers import count_compilations
@@ -475,6 +475,19 @@ def test_lockstep_queue_and_a_python_loop_agree(case, singles):
         runs[name] = jit(spec.fn, static_argnames="schedule")(
             case.model.logits_fn, case.x, case.y, case.row.config, schedule=schedule, **kw
         )
+    if case.row is ROWS[0] or case.row.attack == "spgd":
+        # The accelerators' refill (every lane initialised at once, the finished selected).
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(engine, "_refill_one_lane_at_a_time", lambda: False)
+            fresh = lambda *a, **k: spec.fn(*a, **k)  # a new function: traced anew
+            runs["queue (3 lanes, refilled at once)"] = jit(fresh, static_argnames="schedule")(
+                case.model.logits_fn,
+                case.x,
+                case.y,
+                case.row.config,
+                schedule=Schedule("queue", 3),
+                **kw,
+            )
     for i, (single, _) in enumerate(singles):
         for name, r in runs.items():
             assert int(r.status[i]) == int(single.status[0]), name

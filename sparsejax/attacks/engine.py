@@ -416,7 +416,12 @@ class _Lanes(NamedTuple):
     out: tuple  # (Outcome, Passes, steps) [M, ...], written when an item finishes
 
 
-def _queue(algorithm, f, problems, configs, attack, width):
+def _refill_one_lane_at_a_time() -> bool:
+    """How the refill queue initialises new items (:func:`_queue`'s ``refill``)."""
+    return jax.default_backend() == "cpu"
+
+
+def _queue(algorithm, f, problems, configs, attack, width, one_lane_at_a_time):
     """Runs every attacked item on ``width`` lanes, refilling a lane as soon as its item
     finishes. Each item's computation is that of :func:`_solve_one`."""
     m = attack.shape[0]
@@ -455,6 +460,30 @@ def _queue(algorithm, f, problems, configs, attack, width):
         out0,
     )
 
+    def refill(finished, index, problem, config, state, passes):
+        """The finished lanes' new items (``index``), initialised: on CPU one lane after
+        another (an init costs passes, and a lane's share of a pass is about flat there), on
+        accelerators every lane at once (a pass costs about the same for one lane or S)."""
+        if not one_lane_at_a_time:
+            p, c, s, fp = load(index)
+            return (
+                _select(finished, p, problem),
+                _select(finished, c, config),
+                _select(finished, s, state),
+                _select(finished, _as_passes(fp), passes),
+            )
+        loading = finished & (index >= 0)
+        lanes_to_load = jnp.argsort(~loading, stable=True)
+
+        def load_lane(j, carry):
+            lane = lanes_to_load[j]
+            put = lambda whole, one: whole.at[lane].set(one[0])
+            return jax.tree.map(put, carry, load(index[lane][None]))
+
+        count = jnp.sum(loading, dtype=jnp.int32)
+        carry = (problem, config, state, passes)
+        return jax.lax.fori_loop(0, count, load_lane, carry)
+
     def cond(ln: _Lanes):
         return jnp.any(ln.index >= 0)
 
@@ -483,12 +512,10 @@ def _queue(algorithm, f, problems, configs, attack, width):
             pos = nxt + jnp.cumsum(finished) - 1
             new_index = jnp.where(pos < n_attack, queue[jnp.clip(pos, 0, m - 1)], -1)
             index = jnp.where(finished, new_index, index)
-            fresh = load(index)
-            p, c, s, fp = fresh
-            problem = _select(finished, p, ln.problem)
-            config = _select(finished, c, ln.config)
-            state = _select(finished, s, state)
-            passes = _select(finished, _as_passes(fp), passes)
+            problem, config, state, passes = refill(
+                finished, index, ln.problem, ln.config, state, passes
+            )
+            passes = _as_passes(passes)
             steps = jnp.where(finished, 0, steps)
             nxt = nxt + jnp.sum(finished, dtype=jnp.int32)
             return problem, config, state, passes, steps, out, index, nxt
@@ -668,7 +695,10 @@ def run(
         )
     else:
         width = schedule.width or (1 if jax.default_backend() == "cpu" else 64)
-        outcome, passes, steps = _queue(algorithm, f, problems, configs, attack_m, width)
+        one_by_one = _refill_one_lane_at_a_time()
+        outcome, passes, steps = _queue(
+            algorithm, f, problems, configs, attack_m, width, one_by_one
+        )
 
     result = _finalize(
         f, problems, attack_m, outcome, passes, tile(mask), tile(clean_finite), tile(clean_pred)
