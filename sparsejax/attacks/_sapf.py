@@ -113,7 +113,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sparsejax.attacks import _config, engine
+from sparsejax.attacks import _config, _units, engine
 from sparsejax.attacks import _lp_box_admm as admm
 from sparsejax.attacks._config import param
 from sparsejax.attacks.engine import Classifier, Outcome, Passes, Problem
@@ -386,10 +386,7 @@ def binarize(g: jax.Array, k, mode: str) -> jax.Array:
     largest entries, ties to the lowest index (``"exact"``). float32, same shape."""
     if mode == "soft":
         return (g > 0.5).astype(g.dtype)
-    flat = g.ravel()
-    order = jnp.argsort(-flat, stable=True)
-    rank = jnp.zeros(flat.shape, jnp.int32).at[order].set(jnp.arange(flat.size, dtype=jnp.int32))
-    return (rank < k).astype(g.dtype).reshape(g.shape)
+    return _units.top_k(g.ravel(), k).astype(g.dtype).reshape(g.shape)
 
 
 def passes_per_atom(c: SAPFConfig) -> int:
