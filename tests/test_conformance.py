@@ -476,11 +476,12 @@ def test_lockstep_queue_and_a_python_loop_agree(case, singles):
             case.model.logits_fn, case.x, case.y, case.row.config, schedule=schedule, **kw
         )
     if case.row is ROWS[0] or case.row.attack == "spgd":
-        # The accelerators' refill (every lane initialised at once, the finished selected).
+        # The accelerators' queue (every lane initialised at each refill, the finished ones
+        # selected; no one-lane drain at the end).
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(engine, "_refill_one_lane_at_a_time", lambda: False)
+            mp.setattr(engine, "_lanes_one_at_a_time", lambda: False)
             fresh = lambda *a, **k: spec.fn(*a, **k)  # a new function: traced anew
-            runs["queue (3 lanes, refilled at once)"] = jit(fresh, static_argnames="schedule")(
+            runs["queue (3 lanes, as on accelerators)"] = jit(fresh, static_argnames="schedule")(
                 case.model.logits_fn,
                 case.x,
                 case.y,

@@ -304,9 +304,11 @@ jax.tree_util.register_dataclass(Schedule, data_fields=[], meta_fields=["kind", 
 def default_schedule(algorithm: Algorithm) -> Schedule:
     """Lockstep for fixed-length attacks. For early-stopping ones, a refill queue with one
     lane on CPU (the runner uses the second core by running two calls side by side) and 64
-    on accelerators. On CPU the cost per example of a ResNet-20 step is about flat in the
-    number of lanes; for a model as small as LeNet-5 it is not (a step's own work rivals a
-    pass there: benchmarks/README.md), and a few lanes are faster."""
+    on accelerators. On CPU a ResNet-20 step costs about the same per example at any number
+    of lanes; a LeNet-5 step does not (its dense layer's weights are read once per pass
+    whatever the batch), and there ``Schedule("queue", 8)`` is faster on a large batch, at
+    the price of compiling the step twice (benchmarks/README.md, "The refill queue's
+    width")."""
     if not algorithm.early_stop:
         return Schedule("lockstep")
     return Schedule("queue", 1 if jax.default_backend() == "cpu" else 64)
@@ -416,14 +418,21 @@ class _Lanes(NamedTuple):
     out: tuple  # (Outcome, Passes, steps) [M, ...], written when an item finishes
 
 
-def _refill_one_lane_at_a_time() -> bool:
-    """How the refill queue initialises new items (:func:`_queue`'s ``refill``)."""
+def _lanes_one_at_a_time() -> bool:
+    """Whether the refill queue runs per-lane work one lane after another where it can (on
+    CPU, where a lane's share of a pass is about flat in the number of lanes): the inits of
+    new items, and the items still running once every item is loaded (:func:`_queue`)."""
     return jax.default_backend() == "cpu"
 
 
 def _queue(algorithm, f, problems, configs, attack, width, one_lane_at_a_time):
     """Runs every attacked item on ``width`` lanes, refilling a lane as soon as its item
-    finishes. Each item's computation is that of :func:`_solve_one`."""
+    finishes. Each item's computation is that of :func:`_solve_one`.
+
+    ``one_lane_at_a_time``: new items are initialised lane by lane, and once the queue is
+    empty the lanes still running finish one after another, at one lane each (side by
+    side, every tick would cost ``width`` lanes for fewer and fewer items). Otherwise every
+    lane is initialised at each refill and the lanes run side by side to the end."""
     m = attack.shape[0]
     slots = max(1, min(width, m))
     queue = jnp.argsort(~attack, stable=True).astype(jnp.int32)  # attacked items first
@@ -484,8 +493,11 @@ def _queue(algorithm, f, problems, configs, attack, width, one_lane_at_a_time):
         carry = (problem, config, state, passes)
         return jax.lax.fori_loop(0, count, load_lane, carry)
 
+    drain = one_lane_at_a_time and slots > 1
+
     def cond(ln: _Lanes):
-        return jnp.any(ln.index >= 0)
+        busy = jnp.any(ln.index >= 0)
+        return busy & (ln.next < n_attack) if drain else busy
 
     def body(ln: _Lanes) -> _Lanes:
         occupied = ln.index >= 0
@@ -532,7 +544,34 @@ def _queue(algorithm, f, problems, configs, attack, width, one_lane_at_a_time):
         )
         return _Lanes(index, problem, config, state, passes, steps, nxt, out)
 
-    return jax.lax.while_loop(cond, body, lanes).out
+    ln = jax.lax.while_loop(cond, body, lanes)
+    if not drain:
+        return ln.out
+
+    def drain_lane(lane, out):
+        """Lane ``lane``'s item (if any) run to its end alone, and written out."""
+        one = lambda tree: jax.tree.map(lambda a: a[lane][None], tree)
+        p, c = one(ln.problem), one(ln.config)
+        busy = ln.index[lane] >= 0
+
+        def more(carry):
+            s, _, steps = carry
+            return busy & jnp.all((steps < cap(c)) & ~v_done(p, c, s))
+
+        def step(carry):
+            s, spent, steps = carry
+            s, extra = v_step(p, c, s)
+            return s, _as_passes(spent + extra), steps + 1
+
+        carry = (one(ln.state), one(ln.passes), one(ln.steps))
+        state, passes, steps = jax.lax.while_loop(more, step, carry)
+        outcome = v_finish(p, c, state, steps)
+        dest = jnp.where(busy, ln.index[lane], m)[None]  # m is out of range: dropped
+        return jax.tree.map(
+            lambda o, r: o.at[dest].set(r, mode="drop"), out, (outcome, passes, steps)
+        )
+
+    return jax.lax.fori_loop(0, slots, drain_lane, ln.out)
 
 
 # --------------------------------------------------------------------------- entry points
@@ -695,7 +734,7 @@ def run(
         )
     else:
         width = schedule.width or (1 if jax.default_backend() == "cpu" else 64)
-        one_by_one = _refill_one_lane_at_a_time()
+        one_by_one = _lanes_one_at_a_time()
         outcome, passes, steps = _queue(
             algorithm, f, problems, configs, attack_m, width, one_by_one
         )
