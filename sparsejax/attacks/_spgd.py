@@ -181,13 +181,9 @@ def step_with_rule(f: Classifier, p: Problem, c: SPGDConfig, s: State, projected
     unchanged = jnp.where(same_set, s.unchanged + 1, 0)
     redraw = ~fooled & (unchanged >= c.patience)
 
-    def draw_again(m, top, key, t):  # a branch only on the steps where some lane redraws
-        fresh = jax.random.normal(jax.random.fold_in(key, t + 1), m.shape, m.dtype)
-        return fresh, _units.top_k(fresh, c.k)
-
-    m, top = engine.lane_cond(
-        redraw, draw_again, lambda m, top, key, t: (m, top), m, top, p.key, s.t
-    )
+    fresh = jax.random.normal(jax.random.fold_in(p.key, s.t + 1), m.shape, m.dtype)
+    m = jnp.where(redraw, fresh, m)
+    top = jnp.where(redraw, _units.top_k(fresh, c.k), top)
     s = s._replace(
         p=pert,
         m=m,
