@@ -180,7 +180,6 @@ def step_with_rule(f: Classifier, p: Problem, c: SPGDConfig, s: State, projected
     same_set = jnp.all(top == s.top)
     unchanged = jnp.where(same_set, s.unchanged + 1, 0)
     redraw = ~fooled & (unchanged >= c.patience)
-
     fresh = jax.random.normal(jax.random.fold_in(p.key, s.t + 1), m.shape, m.dtype)
     m = jnp.where(redraw, fresh, m)
     top = jnp.where(redraw, _units.top_k(fresh, c.k), top)

@@ -39,9 +39,13 @@ def ranks(scores):
     """int32[U]: each score's place in descending order (0: the largest; ties broken by
     position). Unsigned integer scores are ranked as such (no negation wraps them)."""
     flipped = ~scores if jnp.issubdtype(scores.dtype, jnp.unsignedinteger) else -scores
-    order = jnp.argsort(flipped, stable=True)
-    places = jnp.arange(scores.size, dtype=jnp.int32)
-    return jnp.zeros(scores.shape, jnp.int32).at[order].set(places)
+    return _places(jnp.argsort(flipped, stable=True))
+
+
+def _places(order):
+    """int32[U]: where each unit stands in ``order`` (the inverse permutation)."""
+    places = jnp.arange(order.size, dtype=jnp.int32)
+    return jnp.zeros(order.shape, jnp.int32).at[order].set(places)
 
 
 def _ordered_bits(scores):
@@ -92,9 +96,7 @@ def random_ranks(draws, first=None):
     # Ascending on the complement: the largest high part first, equal ones by position.
     mask = (1 << low) - 1
     key = (~high & ~jnp.uint32(mask)) | jnp.arange(u, dtype=jnp.uint32)
-    order = (jax.lax.sort(key) & mask).astype(jnp.int32)
-    places = jnp.arange(u, dtype=jnp.int32)
-    return jnp.zeros((u,), jnp.int32).at[order].set(places)
+    return _places((jax.lax.sort(key) & mask).astype(jnp.int32))
 
 
 def check_k(cfg, example_shape) -> None:

@@ -304,10 +304,10 @@ jax.tree_util.register_dataclass(Schedule, data_fields=[], meta_fields=["kind", 
 def default_schedule(algorithm: Algorithm) -> Schedule:
     """Lockstep for fixed-length attacks. For early-stopping ones, a refill queue with one
     lane on CPU (the runner uses the second core by running two calls side by side) and 64
-    on accelerators. On CPU a ResNet-20 step costs about the same per example at any number
-    of lanes; a LeNet-5 step does not (its dense layer's weights are read once per pass
-    whatever the batch), and there ``Schedule("queue", 8)`` is faster on a large batch, at
-    the price of compiling the step twice (benchmarks/README.md, "The refill queue's
+    on accelerators. On CPU a step costs less per example at more lanes (LeNet-5's dense
+    layer reads its weights once per pass whatever the batch; ResNet-20's convolutions run
+    faster on larger batches too), and ``Schedule("queue", 8)`` is faster on a large batch,
+    at the price of compiling the step twice (benchmarks/README.md, "The refill queue's
     width")."""
     if not algorithm.early_stop:
         return Schedule("lockstep")
@@ -419,9 +419,10 @@ class _Lanes(NamedTuple):
 
 
 def _lanes_one_at_a_time() -> bool:
-    """Whether the refill queue runs per-lane work one lane after another where it can (on
-    CPU, where a lane's share of a pass is about flat in the number of lanes): the inits of
-    new items, and the items still running once every item is loaded (:func:`_queue`)."""
+    """Whether the refill queue runs per-lane work one lane after another where it can: on
+    CPU, where a pass over idle lanes costs about what it costs over busy ones, so that work
+    for lanes that need none is pure waste. That covers the inits of new items and the items
+    still running once every item is loaded (:func:`_queue`)."""
     return jax.default_backend() == "cpu"
 
 
@@ -471,8 +472,9 @@ def _queue(algorithm, f, problems, configs, attack, width, one_lane_at_a_time):
 
     def refill(finished, index, problem, config, state, passes):
         """The finished lanes' new items (``index``), initialised: on CPU one lane after
-        another (an init costs passes, and a lane's share of a pass is about flat there), on
-        accelerators every lane at once (a pass costs about the same for one lane or S)."""
+        another (an init costs passes, and initialising the other lanes would cost about as
+        much again per lane), on accelerators every lane at once (a pass there costs about
+        the same for one lane or S)."""
         if not one_lane_at_a_time:
             p, c, s, fp = load(index)
             return (
