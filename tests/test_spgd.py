@@ -56,6 +56,86 @@ def test_the_gradient_rules_match_the_closed_form(x64, projected, unit):
     np.testing.assert_allclose(np.asarray(got_m), want_m, atol=1e-12)
 
 
+def _numpy_spgd(W, b, x, label, cfg, key, steps, projected):
+    """The released ``SparsePGD.__call__`` loop for one example in NumPy (float64), with its
+    random draws taken from the keys sparsejax uses. Returns per step (fooled, reinits, m, p,
+    best_loss)."""
+    u, v = _units.unit_shape(x.shape, cfg.unit)
+    spread = lambda a: np.repeat(a[:, None], v, axis=1).reshape(x.shape)
+    top_k = lambda m: np.isin(np.arange(u), np.argsort(-m, kind="stable")[: int(cfg.k)])
+    sigmoid = lambda m: 1 / (1 + np.exp(-m))
+    ce = lambda z: -np.log(_softmax(z)[label])
+
+    def forward_backward(pert, m):  # MaskingA / MaskingB and the CE's closed-form gradient
+        top, s = top_k(m), sigmoid(m)
+        delta = pert * spread(top)
+        z = W @ (x + delta).ravel() + b
+        g = (W.T @ (_softmax(z) - np.eye(len(b))[label])).reshape(x.shape)
+        g_p = g * spread(top if projected else s)
+        g_m = (g * pert).reshape(u, v).sum(1) * s * (1 - s)
+        return ce(z), z, delta, g_p, g_m
+
+    key_p, key_m = jax.random.split(jax.random.fold_in(key, 0))
+    pert = np.asarray(jax.random.uniform(key_p, x.shape, jnp.float64, -cfg.epsilon, cfg.epsilon))
+    pert = np.clip(pert, -x, 1 - x)
+    m = np.asarray(jax.random.normal(key_m, (u,), jnp.float64))
+    best_loss = ce(W @ x.ravel() + b)
+    _, _, _, g_p, g_m = forward_backward(pert, m)
+    count, reinits, out = 0, 0, []
+    for t in range(steps):
+        prev_top = top_k(m)
+        norm = np.linalg.norm(g_m)
+        m = m + (0.0 if norm < 2e-10 else cfg.beta * np.sqrt(u) / (norm + 1e-10)) * g_m
+        pert = np.clip(pert + cfg.alpha * cfg.epsilon * np.sign(g_p), -cfg.epsilon, cfg.epsilon)
+        pert = np.clip(pert, -x, 1 - x)
+        loss, z, delta, g_p, g_m = forward_backward(pert, m)
+        fooled = np.argmax(z) != label
+        if loss >= best_loss:
+            best_loss = loss
+        if not fooled:
+            unchanged = np.array_equal(top_k(m), prev_top)
+            if cfg.unchanged_count == "since-redraw":
+                count += unchanged  # reset only by a draw (a batch of this one example and
+                # another whose set never changes)
+            else:
+                count = count + 1 if unchanged else 0  # a batch of this example alone
+            if count >= cfg.patience:
+                m = np.asarray(jax.random.normal(jax.random.fold_in(key, t + 1), (u,), jnp.float64))
+                count, reinits = 0, reinits + 1
+        out.append((fooled, reinits, m.copy(), pert.copy(), best_loss))
+    return out
+
+
+@pytest.mark.parametrize("projected", [False, True], ids=["unprojected", "projected"])
+def test_the_steps_match_a_numpy_port_of_the_released_loop(x64, projected):
+    """40 steps from the same draws: the same m, p, best loss and reinitialisations at every
+    step, under both readings of the patience count, which reinitialise differently here."""
+    W, b, x, label = affine_problem(4)
+    b = b.copy()
+    b[label] += 1.0  # rarely fooled: most steps count toward patience
+    f = Classifier(affine_logits_fn(W, b), x.shape, jnp.float64)
+    key = jax.random.key(3)
+    p = Problem(
+        x=jnp.asarray(x), label=jnp.int32(label), target=jnp.int32(-1),
+        lower=jnp.zeros(x.shape), upper=jnp.ones(x.shape), key=key, extras={},
+    )  # fmt: skip
+    reinits = {}
+    for count in ("since-redraw", "consecutive"):
+        cfg = SPGDConfig(k=3.0, beta=0.1, unchanged_count=count)
+        want = _numpy_spgd(W, b, x, label, cfg, key, 40, projected)
+        step = jax.jit(lambda s, cfg=cfg: _spgd.step_with_rule(f, p, cfg, s, projected)[0])
+        s, _ = _spgd.init_with_rule(f, p, cfg, projected)
+        for fooled, n_reinits, m, pert, best_loss in want:
+            s = step(s)
+            assert bool(s.fooled) == fooled
+            assert int(s.reinits) == n_reinits
+            np.testing.assert_allclose(np.asarray(s.m), m, rtol=1e-9, atol=1e-12)
+            np.testing.assert_allclose(np.asarray(s.p), pert, atol=1e-12)
+            np.testing.assert_allclose(float(s.best_loss), best_loss, rtol=1e-10, atol=1e-13)
+        reinits[count] = [r for _, r, *_ in want]
+    assert reinits["since-redraw"] != reinits["consecutive"], reinits
+
+
 def test_top_k_keeps_exactly_k_even_with_ties():
     scores = jnp.asarray([1.0, 3.0, 3.0, 3.0, 0.0, 3.0])
     for k in range(7):

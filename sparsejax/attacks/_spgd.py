@@ -17,12 +17,20 @@ entries, spread over the unit's values. For one example, as the official code
            *projected* one (the two backward rules ``MaskingA`` / ``MaskingB``);
         4. the point is kept if it is adversarial (and the example stops), or if L is at
            least the best loss so far;
-        5. when the top-k set did not change ``patience`` steps in a row, m is drawn again.
+        5. when the top-k set of m was unchanged on ``patience`` steps since m was last
+           drawn, m is drawn again (p is kept).
 
-Departures, each a choice the reference leaves to its batch: the top k are ranked by m (the
-reference ranks σ(m), whose float32 value saturates at 1 for m > 17 and then ties); the
-count of unchanged steps is per example (the reference resets every count only when no
-example of its batch is unchanged); a non-finite loss or gradient is contained (the
+The count in 5 is the reference's ``reinitial_count``. There it grows by one for each
+example whose set is unchanged and is reset for every example only on a step at which no
+example of the batch is unchanged, which at the batch sizes it runs (100 and more) hardly
+ever happens: the steps counted are those since the last draw, not consecutive ones. That
+is ``unchanged_count="since-redraw"``, the default; the per-example reading of "3 steps
+in a row", ``"consecutive"``, draws m less often and fools fewer examples (RESULTS.md).
+
+Departures, each a choice the reference leaves to its batch: the count above is per
+example; the top k are ranked by m (the reference ranks σ(m), whose float32 value
+saturates at 1 for m > 17 and then ties, broken in its unstable sort's order: RESULTS.md
+measures no difference in success); a non-finite loss or gradient is contained (the
 gradient is zeroed, the point not kept). Untargeted only, as the reference's attack.
 
 ``iterations`` is the number of steps run; ``stats.reinits`` how often m was drawn again.
@@ -74,6 +82,13 @@ class SPGDConfig:
     patience: int = param(
         3, doc="unchanged top-k steps before m is drawn again", unit="steps", paper="patience"
     )
+    unchanged_count: Literal["since-redraw", "consecutive"] = param(
+        "since-redraw",
+        static=True,
+        doc="which unchanged top-k steps count toward patience: all since m was last drawn "
+        "(the released code's), or only consecutive ones",
+        paper="reinitial_count",
+    )
     random_start: bool = param(
         True, static=True, doc="p starts uniform in [-ε, ε] (else 0)", paper="random_start"
     )
@@ -100,7 +115,7 @@ class State(NamedTuple):
     grad_p: jax.Array  # float32[H, W, C] gradients of the last forward
     grad_m: jax.Array  # float32[U]
     top: jax.Array  # bool[U] the top-k set of m
-    unchanged: jax.Array  # int32 consecutive steps with the same top-k set
+    unchanged: jax.Array  # int32 steps with the same top-k set (``unchanged_count``)
     reinits: jax.Array  # int32
     t: jax.Array  # int32 steps taken
     best: jax.Array  # float32[H, W, C]
@@ -165,6 +180,12 @@ def init_with_rule(f: Classifier, p: Problem, c: SPGDConfig, projected):
     return state, Passes(2, 1)
 
 
+def _redraw(p: Problem, c: SPGDConfig, t, m, top):
+    """A fresh m ~ N(0, 1) and its top-k set (the keys of step t + 1)."""
+    fresh = jax.random.normal(jax.random.fold_in(p.key, t + 1), m.shape, m.dtype)
+    return fresh, _units.top_k(fresh, c.k)
+
+
 def step_with_rule(f: Classifier, p: Problem, c: SPGDConfig, s: State, projected):
     """``step`` with the gradient rule given apart from the config (for sAA)."""
     u = s.m.size
@@ -178,11 +199,14 @@ def step_with_rule(f: Classifier, p: Problem, c: SPGDConfig, s: State, projected
     fooled = p.fooled_by(logits)
     keep = fooled | (value >= s.best_loss)  # NaN >= anything is False
     same_set = jnp.all(top == s.top)
-    unchanged = jnp.where(same_set, s.unchanged + 1, 0)
+    unchanged = s.unchanged + same_set  # "since-redraw": the reference's reinitial_count
+    if c.unchanged_count == "consecutive":
+        unchanged = jnp.where(same_set, unchanged, 0)
     redraw = ~fooled & (unchanged >= c.patience)
-    fresh = jax.random.normal(jax.random.fold_in(p.key, s.t + 1), m.shape, m.dtype)
-    m = jnp.where(redraw, fresh, m)
-    top = jnp.where(redraw, _units.top_k(fresh, c.k), top)
+    # A branch, not a select: the draw and its top-k cost only on the steps some lane redraws.
+    # The config and the key go in as operands (lane_cond hoists only floating-point
+    # closures, and a swept k is batched).
+    m, top = engine.lane_cond(redraw, _redraw, lambda p, c, t, m, top: (m, top), p, c, s.t, m, top)
     s = s._replace(
         p=pert,
         m=m,
