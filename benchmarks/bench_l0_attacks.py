@@ -13,7 +13,8 @@ COMMAND:
       --spgd /tmp/ref/spgd --sparse-rs /tmp/ref/sparse-rs [--model resnet20] [--n 20] \
       [--k 10] [--only sigma,fmn,spgd,rs,sparsefool]
 
-Writes benchmarks/results/l0_attacks_{model}_k{k}.{json,md} (``resnet20``: the shared
+Writes benchmarks/results/l0_attacks_{model}_k{k}.{json,md}, with ``_{only}`` appended for
+a run of some of the attacks (``--only spgd,rs``: ``..._k2_spgd_rs``) (``resnet20``: the shared
 ResNet-20 on CIFAR-10; ``lenet5``, ``lenet5-pgd``: the clean and the PGD-trained LeNet-5 on
 MNIST; ``smallcnn-ddn``: the DDN SmallCNN). The first n test images (the misclassified ones
 are skipped by both sides), CPU, one batch per side. The reference code is loaded by file
@@ -261,6 +262,8 @@ def main():
         "rows": rows,
     }
     stem = f"l0_attacks_{args.model}_k{args.k}"
+    if args.only != ap.get_default("only"):  # a partial run does not overwrite the full table
+        stem += "_" + args.only.replace(",", "_")
     (out / f"{stem}.json").write_text(json.dumps(payload, indent=2) + "\n")
     lines = markdown_table(rows)
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
