@@ -20,26 +20,41 @@ def _softmax(z):
     return e / e.sum()
 
 
-@pytest.mark.parametrize("projected", [False, True], ids=["unprojected", "projected"])
-@pytest.mark.parametrize("unit", ["pixels", "elements"])
-def test_the_gradient_rules_match_the_closed_form(x64, projected, unit):
-    """CE of Z = W(x + p ⊙ M(m)) + b: g = Wᵀ(softmax(Z) - e_y) at δ = p ⊙ M(m); g_p = g ⊙
-    σ(m) (unprojected) or g ⊙ M(m) (projected); g_m = Σ_values(g ⊙ p) σ(m)(1 - σ(m))."""
-    W, b, x, label = affine_problem(3)  # x: [4, 4, 2]
-    rng = np.random.default_rng(0)
-    cfg = SPGDConfig(k=3.0, unit=unit)
+def _numpy_top_k(scores, k):
+    """The k largest (NaN last, ties by position: NumPy's stable argsort of -scores)."""
+    order = np.argsort(-scores.astype(np.float64), kind="stable")
+    ranks = np.empty(scores.size, np.int64)
+    ranks[order] = np.arange(scores.size)
+    return ranks < k
+
+
+def _closed_form(W, b, x, label, pert, m, k, unit, projected):
+    """sPGD's forward and backward on Z = W z + b (CE), in NumPy: (L, Z, M(m), δ, g_p, g_m)
+    with g = Wᵀ(softmax(Z) - e_y) at δ = p ⊙ M(m); g_p = g ⊙ σ(m) (unprojected, MaskingA)
+    or g ⊙ M(m) (projected, MaskingB); g_m = Σ_values(g ⊙ p) σ(m)(1 - σ(m))."""
     u, v = _units.unit_shape(x.shape, unit)
-    pert = rng.uniform(-0.3, 0.3, x.shape)
-    m = rng.normal(size=u)
-    top = np.zeros(u, bool)
-    top[np.argsort(-m)[:3]] = True
     spread = lambda a: np.repeat(a[:, None], v, axis=1).reshape(x.shape)
+    top = _numpy_top_k(m, k)
+    s = 1 / (1 + np.exp(-m))
     delta = pert * spread(top)
     z = W @ (x + delta).ravel() + b
     g = (W.T @ (_softmax(z) - np.eye(len(b))[label])).reshape(x.shape)
-    s = 1 / (1 + np.exp(-m))
-    want_p = g * spread(top if projected else s)
-    want_m = (g * pert).reshape(u, v).sum(1) * s * (1 - s)
+    g_p = g * spread(top if projected else s)
+    g_m = (g * pert).reshape(u, v).sum(1) * s * (1 - s)
+    return -np.log(_softmax(z)[label]), z, top, delta, g_p, g_m
+
+
+@pytest.mark.parametrize("projected", [False, True], ids=["unprojected", "projected"])
+@pytest.mark.parametrize("unit", ["pixels", "elements"])
+def test_the_gradient_rules_match_the_closed_form(x64, projected, unit):
+    """``_forward_backward`` against :func:`_closed_form` on an affine model (float64)."""
+    W, b, x, label = affine_problem(3)  # x: [4, 4, 2]
+    rng = np.random.default_rng(0)
+    cfg = SPGDConfig(k=3.0, unit=unit)
+    u, _ = _units.unit_shape(x.shape, unit)
+    pert = rng.uniform(-0.3, 0.3, x.shape)
+    m = rng.normal(size=u)
+    loss, _, top, delta, want_p, want_m = _closed_form(W, b, x, label, pert, m, 3, unit, projected)
     f = Classifier(affine_logits_fn(W, b), x.shape, jnp.float64)
     p = Problem(
         x=jnp.asarray(x), label=jnp.int32(label), target=jnp.int32(-1),
@@ -51,7 +66,7 @@ def test_the_gradient_rules_match_the_closed_form(x64, projected, unit):
     assert bool(finite)
     np.testing.assert_array_equal(np.asarray(got_top), top)
     np.testing.assert_allclose(np.asarray(got_delta), delta, atol=1e-15)
-    np.testing.assert_allclose(float(value), -np.log(_softmax(z)[label]), rtol=1e-12)
+    np.testing.assert_allclose(float(value), loss, rtol=1e-12)
     np.testing.assert_allclose(np.asarray(got_p), want_p, atol=1e-12)
     np.testing.assert_allclose(np.asarray(got_m), want_m, atol=1e-12)
 
@@ -60,20 +75,14 @@ def _numpy_spgd(W, b, x, label, cfg, key, steps, projected):
     """The released ``SparsePGD.__call__`` loop for one example in NumPy (float64), with its
     random draws taken from the keys sparsejax uses. Returns per step (fooled, reinits, m, p,
     best_loss)."""
-    u, v = _units.unit_shape(x.shape, cfg.unit)
-    spread = lambda a: np.repeat(a[:, None], v, axis=1).reshape(x.shape)
-    top_k = lambda m: np.isin(np.arange(u), np.argsort(-m, kind="stable")[: int(cfg.k)])
-    sigmoid = lambda m: 1 / (1 + np.exp(-m))
+    u, _ = _units.unit_shape(x.shape, cfg.unit)
     ce = lambda z: -np.log(_softmax(z)[label])
 
-    def forward_backward(pert, m):  # MaskingA / MaskingB and the CE's closed-form gradient
-        top, s = top_k(m), sigmoid(m)
-        delta = pert * spread(top)
-        z = W @ (x + delta).ravel() + b
-        g = (W.T @ (_softmax(z) - np.eye(len(b))[label])).reshape(x.shape)
-        g_p = g * spread(top if projected else s)
-        g_m = (g * pert).reshape(u, v).sum(1) * s * (1 - s)
-        return ce(z), z, delta, g_p, g_m
+    def forward_backward(pert, m):
+        loss, z, _, delta, g_p, g_m = _closed_form(
+            W, b, x, label, pert, m, cfg.k, cfg.unit, projected
+        )
+        return loss, z, delta, g_p, g_m
 
     key_p, key_m = jax.random.split(jax.random.fold_in(key, 0))
     pert = np.asarray(jax.random.uniform(key_p, x.shape, jnp.float64, -cfg.epsilon, cfg.epsilon))
@@ -83,7 +92,7 @@ def _numpy_spgd(W, b, x, label, cfg, key, steps, projected):
     _, _, _, g_p, g_m = forward_backward(pert, m)
     count, reinits, out = 0, 0, []
     for t in range(steps):
-        prev_top = top_k(m)
+        prev_top = _numpy_top_k(m, cfg.k)
         norm = np.linalg.norm(g_m)
         m = m + (0.0 if norm < 2e-10 else cfg.beta * np.sqrt(u) / (norm + 1e-10)) * g_m
         pert = np.clip(pert + cfg.alpha * cfg.epsilon * np.sign(g_p), -cfg.epsilon, cfg.epsilon)
@@ -93,7 +102,7 @@ def _numpy_spgd(W, b, x, label, cfg, key, steps, projected):
         if loss >= best_loss:
             best_loss = loss
         if not fooled:
-            unchanged = np.array_equal(top_k(m), prev_top)
+            unchanged = np.array_equal(_numpy_top_k(m, cfg.k), prev_top)
             if cfg.unchanged_count == "since-redraw":
                 count += unchanged  # reset only by a draw (a batch of this one example and
                 # another whose set never changes)
@@ -142,14 +151,6 @@ def test_top_k_keeps_exactly_k_even_with_ties():
         got = np.asarray(_units.top_k(scores, jnp.float32(k)))
         assert got.sum() == k
     np.testing.assert_array_equal(np.asarray(_units.top_k(scores, 2)), [0, 1, 1, 0, 0, 0])
-
-
-def _numpy_top_k(scores, k):
-    """The k largest (NaN last, ties by position: NumPy's stable argsort of -scores)."""
-    order = np.argsort(-scores.astype(np.float64), kind="stable")
-    ranks = np.empty(scores.size, np.int64)
-    ranks[order] = np.arange(scores.size)
-    return ranks < k
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.uint32])
