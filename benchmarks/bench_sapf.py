@@ -48,7 +48,7 @@ def main():
     idx, tgt = metrics.all_target_pairs(ds.y, 10)
     x, y, t = jnp.asarray(ds.x[idx]), jnp.asarray(ds.y[idx]), jnp.asarray(tgt)
     cfg = SAPFConfig()
-    slots = default_schedule(sapf.algorithm).width
+    slots = default_schedule(sapf.algorithm, len(x)).width
     schedule = Schedule("queue", slots)
     fn = jax.jit(lambda f, x, y, c, t: sapf(f, x, y, c, targets=t, schedule=schedule))
     t0 = time.perf_counter()

@@ -144,7 +144,7 @@ def main():
     rows = []
 
     # --- sparsejax: one jitted call over the batch, freed slots refilled
-    slots = default_schedule(sparsefool.algorithm).width
+    slots = default_schedule(sparsefool.algorithm, len(x)).width
     schedule = Schedule("queue", slots)
     fn = jax.jit(lambda f, x, y, c: sparsefool(f, x, y, c, schedule=schedule))
     cfg = SparseFoolConfig(lambda_=LAMBDA)

@@ -281,7 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--slots",
         type=int,
         default=None,
-        help="examples attacked side by side inside a batch (default: per backend)",
+        help="examples attacked side by side inside a batch (default: on CPU 8 for a batch "
+        "of 16 or more, else 1; 64 on accelerators)",
     )
     p.add_argument(
         "--workers",

@@ -271,7 +271,7 @@ def test_keep_last_and_algorithm_1_variants(batch, result):
 def test_the_default_schedule_is_lockstep(batch):
     from sparsejax.attacks.engine import default_schedule
 
-    assert default_schedule(sparse_l0.algorithm) == Schedule("lockstep")
+    assert default_schedule(sparse_l0.algorithm, 100) == Schedule("lockstep")
 
 
 def test_config_validation():

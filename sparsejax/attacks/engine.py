@@ -301,17 +301,33 @@ class Schedule:
 jax.tree_util.register_dataclass(Schedule, data_fields=[], meta_fields=["kind", "width"])
 
 
-def default_schedule(algorithm: Algorithm) -> Schedule:
-    """Lockstep for fixed-length attacks. For early-stopping ones, a refill queue with one
-    lane on CPU (the runner uses the second core by running two calls side by side) and 64
-    on accelerators. On CPU a step costs less per example at more lanes (LeNet-5's dense
-    layer reads its weights once per pass whatever the batch; ResNet-20's convolutions run
-    faster on larger batches too), and ``Schedule("queue", 8)`` is faster on a large batch,
-    at the price of compiling the step twice (benchmarks/README.md, "The refill queue's
-    width")."""
+def default_queue_width(items: int) -> int:
+    """Lanes of the default refill queue for ``items`` (value, example) items.
+
+    Accelerators: 64. CPU: 8 from 16 items on, 1 below. A step costs less per example at
+    more lanes there too (LeNet-5's dense layer reads its weights once per pass whatever
+    the batch; ResNet-20's convolutions run faster on larger batches), but a queue of
+    several lanes compiles its step twice (S lanes and the one-lane drain), which a small
+    batch does not earn back (benchmarks/README.md, "The refill queue's width").
+
+    The width is part of the float path: the model sees batches of another shape, and an
+    item that ends in the drain runs at one lane. float32 rounding then differs in the last
+    bits, and a long attack (C&W-ℓ0's hundreds of Adam steps) can carry that into its
+    values and, rarely, its support; in float64 every width computes the same attack
+    (tests/test_conformance.py). At one lane an example's float32 result does not depend on
+    the other examples of its batch at all.
+    """
+    if jax.default_backend() != "cpu":
+        return 64
+    return 8 if items >= 16 else 1
+
+
+def default_schedule(algorithm: Algorithm, items: int) -> Schedule:
+    """Lockstep for fixed-length attacks; for early-stopping ones a refill queue of
+    :func:`default_queue_width` lanes for ``items`` (value, example) items."""
     if not algorithm.early_stop:
         return Schedule("lockstep")
-    return Schedule("queue", 1 if jax.default_backend() == "cpu" else 64)
+    return Schedule("queue", default_queue_width(items))
 
 
 def lane_cond(pred, true_fn: Callable, false_fn: Callable, *operands):
@@ -686,7 +702,7 @@ def run(
     _config.validate(config)
     if algorithm.check_shape is not None:
         algorithm.check_shape(config, x.shape[1:])
-    schedule = default_schedule(algorithm) if schedule is None else schedule
+    schedule = default_schedule(algorithm, values * n) if schedule is None else schedule
     f = Classifier(logits_fn, x.shape[1:], x.dtype)
     for what, v in (("y", y), ("targets", targets)):
         if v is not None and _config.is_concrete(v):
@@ -735,7 +751,7 @@ def run(
             algorithm, f, problems, configs, attack_m, schedule.width
         )
     else:
-        width = schedule.width or (1 if jax.default_backend() == "cpu" else 64)
+        width = schedule.width or default_queue_width(values * n)
         one_by_one = _lanes_one_at_a_time()
         outcome, passes, steps = _queue(
             algorithm, f, problems, configs, attack_m, width, one_by_one

@@ -87,7 +87,8 @@ def run_attack(
       model, ds: a :class:`~sparsejax.models.Model` and a :class:`~sparsejax.data.Dataset`.
       out_dir: the run folder (see :mod:`.store`).
       batch_size: items per compiled call; results are saved after each batch.
-      slots: lanes of the refill queue of an early-stopping attack (default per backend).
+      slots: lanes of the refill queue of an early-stopping attack (default
+        :func:`~sparsejax.attacks.engine.default_queue_width` of ``batch_size``).
       target_mode: None (untargeted), ``least-likely``, ``random`` or ``all``.
       seed: for random targets and the attacks that draw random numbers.
       overwrite: replace a different, damaged or unknown run in ``out_dir``.

@@ -99,8 +99,9 @@ def digest(*arrays) -> str:
 
 def schedule_for(spec: AttackSpec, slots: int | None, batch_size: int) -> Schedule:
     """The schedule of a run: lockstep for fixed-length attacks (``slots`` does not apply),
-    a refill queue of ``slots`` lanes (default per backend) for early-stopping ones."""
-    default = default_schedule(spec.algorithm)
+    a refill queue of ``slots`` lanes (default: per backend and batch) for early-stopping
+    ones."""
+    default = default_schedule(spec.algorithm, batch_size)
     if default.kind == "lockstep":
         return default
     width = default.width if slots is None else slots
