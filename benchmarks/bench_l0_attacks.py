@@ -29,7 +29,8 @@ rule, Sparse-RS k pixels and 1000 queries (α_init 0.3, margin loss, the README'
 
 Each sparsejax row also gives wall/floor: the floor is Σ_examples (forwards · t_F + backward
 rows · t_B), with t_F and t_B measured by ``bench_sparsefool.pass_costs`` on as many lanes as
-the attack's schedule runs (lockstep: the batch; the CPU refill queue: one) right after it.
+the attack's schedule runs (lockstep: the batch; the refill queue: its default width) right
+after it.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.bench_sigma_zero import load_adv_lib_sigma_zero, summary  # noqa: E402
 from benchmarks.bench_sparsefool import pass_costs  # noqa: E402
 from sparsejax import attacks, data, models  # noqa: E402
+from sparsejax.attacks import engine  # noqa: E402
 
 MODELS = {
     # key: (sparsejax model, weights under the assets folder, dataset, torch reference class)
@@ -171,7 +173,7 @@ def main():
         row = summary(label, x_np, r.x_adv, np.asarray(r.success), seconds, n)
         row["passes_per_image"] = float(np.mean(np.asarray(r.model_evals)))
         early_stop = attacks.get(fn.__name__.replace("_", "-")).algorithm.early_stop
-        slots = 1 if early_stop and jax.default_backend() == "cpu" else n
+        slots = engine.default_queue_width(n) if early_stop else n
         t_f, t_b = floor_costs(slots)
         floor = float(np.sum(r.forwards) * t_f + np.sum(r.backwards) * t_b)
         row.update(pass_cost_ms={"lanes": slots, "forward": 1e3 * t_f, "backward": 1e3 * t_b})
