@@ -3,7 +3,8 @@
 Images are float32 NHWC in pixel space [0, 1]; models carry their normalization inside a
 pure ``logits_fn(x: [B, H, W, C]) -> [B, K]`` (SPEC §1). Attacks live in
 :mod:`sparsejax.attacks`, all with one signature; :func:`sweep` runs one over any traced
-config field in one call.
+config field in one call; :func:`evaluate` measures a model's robustness to k changed
+pixels against several attacks (SPEC §6).
 """
 
 from sparsejax import _xla
@@ -19,6 +20,7 @@ from sparsejax.errors import (  # noqa: E402
     SparsejaxError,
     UnknownNameError,
 )
+from sparsejax.evaluation import evaluate  # noqa: E402
 from sparsejax.models import Model, load  # noqa: E402
 
 __version__ = "0.2.0.dev0"
@@ -32,6 +34,7 @@ __all__ = [
     "UnknownNameError",
     "attacks",
     "data",
+    "evaluate",
     "load",
     "load_dataset",
     "models",

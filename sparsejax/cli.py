@@ -224,6 +224,60 @@ def cmd_attack(args) -> int:
     return 0
 
 
+def _evaluation_request(args):
+    """The attacks, budgets and per-attack ``--set`` overrides of ``sparsejax evaluate``."""
+    from sparsejax import evaluation, models
+
+    names = [a.strip() for a in args.attacks.split(",") if a.strip()]
+    try:
+        budgets = [int(k) for k in args.budgets.split(",") if k.strip()]
+    except ValueError:
+        raise SparsejaxError(f"--budgets must be whole numbers, got {args.budgets!r}") from None
+    overrides: dict[str, list[str]] = {}
+    for item in args.set:
+        attack, dot, rest = item.partition(".")
+        if not dot or "=" not in rest:
+            raise SparsejaxError(f"--set {item!r}: write ATTACK.KEY=VALUE, e.g. spgd.steps=300")
+        overrides.setdefault(attack, []).append(rest)
+    shape = models.get_spec(args.model).input_shape
+    evaluation.check_evaluation_request(
+        names, budgets, args.unit, overrides, shape, batch_size=args.batch_size,
+        seed=args.seed, workers=args.workers,
+    )  # fmt: skip
+    return names, budgets, overrides
+
+
+def cmd_evaluate(args) -> int:
+    from sparsejax import data, evaluation, runner
+
+    names, budgets, overrides = _evaluation_request(args)
+    data.check_dataset_name(args.dataset)
+    runner.store.check_writable(args.out)
+    model, ds = _load_model_and_data(args)
+    try:
+        evaluation.evaluate(
+            model, ds, names, budgets, args.unit, args.out, overrides=overrides,
+            batch_size=args.batch_size, seed=args.seed, overwrite=args.overwrite,
+            workers=args.workers,
+        )  # fmt: skip
+    except runner.Interrupted as e:
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        print(
+            f"\nsparsejax: interrupted: {e.done} of {e.total} batches of the current attack "
+            f"saved in {args.out}; run the same command to resume",
+            file=sys.stderr,
+            flush=True,
+        )
+        sys.stdout.flush()
+        os._exit(130)
+    out = Path(args.out)
+    print((out / "report.md").read_text())
+    print(f"evaluation: {out / 'evaluation.json'}; figures: {out / 'robust_accuracy.png'}")
+    return 0
+
+
 def cmd_attacks(args) -> int:
     from sparsejax import attacks
 
@@ -312,6 +366,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--figure", action="store_true", help="also write examples.png")
     p.set_defaults(fn=cmd_attack)
+
+    p = sub.add_parser(
+        "evaluate", help="robust accuracy vs k changed pixels, several attacks and their ensemble"
+    )
+    p.add_argument("--model", required=True)
+    p.add_argument("--weights", required=True, help="PyTorch or sparsejax Flax checkpoint")
+    _add_data_args(p)
+    p.add_argument(
+        "--attacks",
+        required=True,
+        help="comma-separated attack names (sparsejax attacks lists them); a min-norm attack "
+        "runs once, a fixed-k one at every budget",
+    )
+    p.add_argument("--budgets", default="1,2,5,10,20,50,100", help="k values, increasing")
+    p.add_argument("--unit", default="pixels", choices=["pixels", "elements"])
+    p.add_argument("--batch-size", type=int, default=50, help="examples per compiled call")
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0, help="for the attacks that draw numbers")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="ATTACK.KEY=VALUE",
+        help="override one attack's config field, e.g. sigma-zero.steps=100",
+    )
+    p.add_argument("--out", required=True, help="folder for evaluation.json and the runs")
+    p.add_argument("--overwrite", action="store_true", help="replace different earlier runs")
+    p.set_defaults(fn=cmd_evaluate)
 
     p = sub.add_parser("train", help="train a model from scratch (optax, seeded)")
     p.add_argument("--model", default=DEFAULT_MODEL)

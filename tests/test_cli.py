@@ -189,3 +189,39 @@ def test_models_listing(capsys):
     assert cli.main(["models"]) == 0
     out = capsys.readouterr().out
     assert "resnet110-cifar10" in out and "lenet5-digits" in out
+
+
+def test_evaluate_refuses_bad_requests_before_any_work(tmp_path, capsys, digits_ckpt):
+    base = ["evaluate", "--model", "lenet5-digits", "--weights", str(digits_ckpt)]
+    base += ["--dataset", "digits", "--n", "4"]
+    cases = {
+        "unknown attack": (["--attacks", "sparsefool,spdg"], "unknown attack 'spdg'"),
+        "bad budgets": (["--attacks", "spgd", "--budgets", "1,x"], "--budgets must be whole"),
+        "decreasing": (["--attacks", "spgd", "--budgets", "5,2"], "increasing"),
+        "unit": (["--attacks", "random-subset", "--budgets", "2"], "in elements only"),
+        "set form": (["--attacks", "spgd", "--set", "steps=3"], "write ATTACK.KEY=VALUE"),
+        "set field": (["--attacks", "spgd", "--set", "spgd.stepz=3"], "stepz"),
+        "set other": (["--attacks", "spgd", "--set", "sparsefool.lambda_=2"], "not among"),
+    }
+    for what, (argv, needle) in cases.items():
+        out = tmp_path / what.replace(" ", "_")
+        rc, err, compiles = _run([*base, *argv, "--out", str(out)], capsys)
+        assert rc == 2, what
+        assert err.startswith("sparsejax: error: ") and "\n" not in err, (what, err)
+        assert needle in err, (what, err)
+        assert compiles == 0, what
+        assert not out.exists(), what
+
+
+def test_evaluate_command_writes_the_evaluation(tmp_path, capsys, digits_ckpt):
+    out = tmp_path / "ev"
+    argv = ["evaluate", "--model", "lenet5-digits", "--weights", str(digits_ckpt)]
+    argv += ["--dataset", "digits", "--n", "6", "--attacks", "sparsefool,sparse-rs"]
+    argv += ["--budgets", "1,3", "--set", "sparse-rs.queries=20", "--out", str(out)]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "| **ensemble** |" in printed and "evaluation.json" in printed
+    doc = json.loads((out / "evaluation.json").read_text())
+    assert set(doc["attacks"]) == {"sparsefool", "sparse-rs"}
+    assert (out / "sparse-rs" / "k3" / "results.json").is_file()
+    assert doc["attacks"]["sparse-rs"]["robust_accuracy"]["k"] == [0, 1, 3]

@@ -14,6 +14,10 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
 NOTEBOOK_OUTPUTS = {  # figures each notebook writes, and text its outputs must contain
+    "evaluate.ipynb": (
+        ["evaluate_out/robust_accuracy.png", "evaluate_out/examples.png", "evaluate_out/report.md"],
+        ["ensemble <= every attack per sample: True", "optimality 1.000", "evaluation.json:"],
+    ),
     "l0_attacks.ipynb": (
         ["l0_attacks_ra.png"],
         ["max l0 =", "robust accuracy at k = 10 elements", "stage (0 sPGD-proj"],
