@@ -33,6 +33,10 @@ def test_demo_trains_a_real_model_and_reuses_it(tmp_path, capsys):
     assert cli.main(["demo", "--out", str(tmp_path)]) == 0
     res = json.loads((tmp_path / "eval.json").read_text())
     assert res["n"] == 359 and res["accuracy"] >= 0.97
+    ev = json.loads((tmp_path / "evaluate" / "evaluation.json").read_text())
+    assert ev["clean_accuracy"] == res["accuracy"] and ev["n"] == 359
+    assert set(ev["attacks"]) == {"sparsefool", "spgd", "sparse-rs"}
+    assert ev["ensemble"]["robust_accuracy"]["ra"][0] == res["accuracy"]
     assert cli.main(["demo", "--out", str(tmp_path)]) == 0
     assert "reusing" in capsys.readouterr().out
     assert json.loads((tmp_path / "eval.json").read_text())["accuracy"] == res["accuracy"]
