@@ -298,6 +298,53 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_transfer(args) -> int:
+    from sparsejax import data, models
+    from sparsejax.evaluation import transfer
+    from sparsejax.runner import store
+
+    if len(args.model) != len(args.weights):
+        raise SparsejaxError(
+            f"give one --weights per --model ({len(args.model)} models, {len(args.weights)} "
+            "weights)"
+        )
+    sources = [transfer.load_source(d) for d in args.adversarials]
+    transfer.name_sources(sources)
+    names = [f"{m}:{Path(w).stem}" for m, w in zip(args.model, args.weights, strict=True)]
+    if len(set(args.model)) == len(args.model):
+        names = list(args.model)
+    if len(set(names)) != len(names):
+        raise SparsejaxError("the same --model and --weights pair is given twice")
+    for m in args.model:
+        shape = models.get_spec(m).input_shape
+        for s in sources:
+            if tuple(s["x_adv"].shape[1:]) != tuple(shape):
+                raise SparsejaxError(
+                    f"{s['name']}: images of shape {tuple(s['x_adv'].shape[1:])} do not fit "
+                    f"model {m} {tuple(shape)}"
+                )
+    for s in sources:
+        data.check_dataset_name(s["dataset"])
+    store.check_writable(args.out)
+    targets = {
+        n: models.load(m, w) for n, m, w in zip(names, args.model, args.weights, strict=True)
+    }
+    last: dict[tuple[str, str], int] = {}  # per (dataset, split): the largest index used
+    for s in sources:
+        key = (s["dataset"], s["split"])
+        last[key] = max(last.get(key, 0), int(s["index"].max()))
+    clean = {
+        key: data.load_dataset(key[0], split=key[1], n=stop + 1, data_dir=args.data_dir)
+        for key, stop in last.items()
+    }
+    matrix = transfer.transfer_matrix(sources, targets, clean)
+    out = Path(args.out)
+    transfer.write(matrix, out)
+    print(transfer.table(matrix))
+    print(f"transfer: {out / 'transfer.json'}, {out / 'transfer.png'}")
+    return 0
+
+
 def cmd_attacks(args) -> int:
     from sparsejax import attacks
 
@@ -414,6 +461,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for evaluation.json and the runs")
     p.add_argument("--overwrite", action="store_true", help="replace different earlier runs")
     p.set_defaults(fn=cmd_evaluate)
+
+    p = sub.add_parser(
+        "transfer", help="fooling rates of one model's adversarials on other models (matrix)"
+    )
+    p.add_argument(
+        "--adversarials",
+        action="append",
+        required=True,
+        help="an attack run folder (results.json, adversarials.npz); repeat for more sources",
+    )
+    p.add_argument("--model", action="append", required=True, help="target model; repeat")
+    p.add_argument("--weights", action="append", required=True, help="its weights; repeat")
+    p.add_argument("--data-dir", default=None, help="where the runs' dataset is found")
+    p.add_argument("--out", required=True, help="folder for transfer.json and transfer.png")
+    p.set_defaults(fn=cmd_transfer)
 
     p = sub.add_parser("train", help="train a model from scratch (optax, seeded)")
     p.add_argument("--model", default=DEFAULT_MODEL)

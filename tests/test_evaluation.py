@@ -197,3 +197,99 @@ def test_bad_requests_fail_before_any_work():
         (1, 1.0, "elements"),
         (3, 3.0, "elements"),
     ]
+
+
+# --------------------------------------------------------------------------- transfer
+
+
+def test_transfer_matrix_from_a_run_to_two_models(digits_model, tmp_path, capsys):
+    from sparsejax import cli, train
+    from sparsejax.models import checkpoint
+
+    other, _ = train.train_classifier(
+        "lenet5-digits", data.load_dataset("digits", split="train"),
+        train.TrainConfig(epochs=8, seed=1), progress=False,
+    )  # fmt: skip
+    ckpt = {}
+    for tag, m in (("a", digits_model), ("b", other)):
+        ckpt[tag] = tmp_path / f"{tag}.msgpack"
+        checkpoint.save(ckpt[tag], m.name, m.variables)
+    run = tmp_path / "run"
+    argv = ["attack", "--attack", "sparsefool", "--model", "lenet5-digits"]
+    argv += ["--weights", str(ckpt["a"]), "--dataset", "digits", "--n", "24", "--out", str(run)]
+    assert cli.main(argv) == 0
+    out = tmp_path / "transfer"
+    argv = ["transfer", "--adversarials", str(run), "--out", str(out)]
+    for tag in ("a", "b"):
+        argv += ["--model", "lenet5-digits", "--weights", str(ckpt[tag])]
+    assert cli.main(argv) == 0
+    assert "| source \\ target |" in capsys.readouterr().out
+    doc = json.loads((out / "transfer.json").read_text())
+    assert doc["targets"] == ["lenet5-digits:a", "lenet5-digits:b"]
+    assert (out / "transfer.png").stat().st_size > 0
+    # Recomputed here: the source's successes, the targets' predictions.
+    ds = data.load_dataset("digits", n=24)
+    adv = np.load(run / "adversarials.npz")["x_adv"]
+    res = json.loads((run / "results.json").read_text())
+    success = np.array([e["success"] for e in res["examples"]])
+    for j, m in enumerate((digits_model, other)):
+        use = success & (m.predict(ds.x).argmax(1) == ds.y)
+        fooled = use & (m.predict(adv).argmax(1) != ds.y)
+        assert doc["eligible"][0][j] == use.sum() and doc["fooled"][0][j] == fooled.sum()
+    assert doc["fooling_rate"][0][0] == 1.0  # the source's own model: its success re-checked
+    assert 0.0 <= doc["fooling_rate"][0][1] <= 1.0
+
+
+def test_transfer_refuses_bad_requests_before_any_work(tmp_path, capsys):
+    from sparsejax import cli
+
+    rc = cli.main(["transfer", "--adversarials", str(tmp_path), "--model", "lenet5-digits",
+                   "--weights", "w.msgpack", "--out", str(tmp_path / "o")])  # fmt: skip
+    assert rc == 2 and "not an attack run folder" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+# --------------------------------------------------------------------------- interpretability
+
+
+def test_obscuring_and_leading_pixels_on_an_affine_model():
+    """z = W · x: the saliency of class c is |W_c| (closed form), so the categories follow
+    from W alone."""
+    import jax.numpy as jnp
+
+    from sparsejax.evaluation import interpret
+
+    w = np.zeros((2, 4, 4, 1), np.float32)
+    w[0, 0, 0] = 5.0  # class 0's evidence: pixels (0, 0) and (0, 1)
+    w[0, 0, 1] = 4.0
+    w[1, 0, 1] = -6.0  # class 1's: (0, 1) and (3, 3)
+    w[1, 3, 3] = 7.0
+    w[:, 2, 2] = 0.1  # a little everywhere else would tie; one weak pixel is enough
+    logits_fn = lambda x: jnp.einsum("nhwc,khwc->nk", x, jnp.asarray(w))  # noqa: E731
+    np.testing.assert_allclose(
+        interpret.saliency(logits_fn, np.ones((1, 4, 4, 1), np.float32), np.array([1]))[0],
+        np.abs(w[1, ..., 0]),
+    )
+    x = np.zeros((1, 4, 4, 1), np.float32)
+    x[0, 0, 0] = 1.0  # clean: class 0 (z = 5 against 0)
+    x_adv = x.copy()
+    x_adv[0, 0, 0] = 0.0  # obscuring only: class 0's top pixel, not class 1's
+    x_adv[0, 0, 1] = 0.0  # unperturbed (the same value)
+    x_adv[0, 3, 3] = 1.0  # leading only: class 1's top pixel
+    x_adv[0, 1, 1] = 0.5  # neither
+    # z = (0, 7): class 1. top = 2/16: the 2 largest of each map.
+    noise = interpret.classify_noise(logits_fn, x, x_adv, np.array([0]), top=2 / 16)
+    assert int(noise["adv_class"][0]) == 1
+    assert {k: int(v[0]) for k, v in noise["counts"].items()} == {
+        "obscuring": 1, "leading": 1, "both": 0, "neither": 1,
+    }  # fmt: skip
+    assert noise["fractions"]["obscuring"] == pytest.approx(1 / 3)
+    # Chance: the categories' shares of all 16 pixels ((0, 0); (3, 3); (0, 1); the rest).
+    assert noise["chance"] == pytest.approx(
+        {"obscuring": 1 / 16, "leading": 1 / 16, "both": 1 / 16, "neither": 13 / 16}
+    )
+    # (0, 1) is in both maps' top 2: perturbed, it is "both".
+    x_adv[0, 0, 1] = -0.5
+    noise = interpret.classify_noise(logits_fn, x, x_adv, np.array([0]), top=2 / 16)
+    assert int(noise["counts"]["both"][0]) == 1
+    assert noise["category"][0, 0, 1] == 2 and noise["category"][0, 2, 3] == -1
