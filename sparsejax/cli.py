@@ -199,6 +199,21 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _exit_interrupted(saved: str) -> None:
+    """After a Ctrl-C that the runner has handled (finished batches saved): one line, exit
+    status 130, no waiting for the compiled calls still running (their work is lost)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # another Ctrl-C changes nothing now
+    print(
+        f"\nsparsejax: interrupted: {saved}; run the same command to resume",
+        file=sys.stderr,
+        flush=True,
+    )
+    sys.stdout.flush()
+    os._exit(130)
+
+
 def cmd_attack(args) -> int:
     from sparsejax import attacks, data, models, runner
 
@@ -219,17 +234,7 @@ def cmd_attack(args) -> int:
             workers=args.workers,
         )  # fmt: skip
     except runner.Interrupted as e:
-        import signal
-
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # another Ctrl-C changes nothing now
-        print(
-            f"\nsparsejax: interrupted: {e.done} of {e.total} batches saved in {args.out}; "
-            "run the same command to resume",
-            file=sys.stderr,
-            flush=True,
-        )
-        sys.stdout.flush()
-        os._exit(130)  # no waiting for the compiled calls still running: their work is lost
+        _exit_interrupted(f"{e.done} of {e.total} batches saved in {args.out}")
     print(runner.table1_row(res))
     if res["summary"].get("cases"):
         print(runner.cases_table(res))
@@ -281,17 +286,9 @@ def cmd_evaluate(args) -> int:
             workers=args.workers,
         )  # fmt: skip
     except runner.Interrupted as e:
-        import signal
-
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        print(
-            f"\nsparsejax: interrupted: {e.done} of {e.total} batches of the current attack "
-            f"saved in {args.out}; run the same command to resume",
-            file=sys.stderr,
-            flush=True,
+        _exit_interrupted(
+            f"{e.done} of {e.total} batches of the current attack saved in {args.out}"
         )
-        sys.stdout.flush()
-        os._exit(130)
     out = Path(args.out)
     print((out / "report.md").read_text())
     print(f"evaluation: {out / 'evaluation.json'}; figures: {out / 'robust_accuracy.png'}")

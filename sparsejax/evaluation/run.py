@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from sparsejax import io
+from sparsejax import io, metrics
+from sparsejax.attacks import get
 from sparsejax.errors import SparsejaxError
 from sparsejax.evaluation import curves
 from sparsejax.runner import plan as _plan
@@ -155,8 +156,6 @@ def check_evaluation_request(
 ) -> dict[str, list[tuple[int | None, Any]]]:
     """Everything about the request checked on the host: the runs it makes, per attack a
     list of (budget or None, config). Raises SparsejaxError naming the problem."""
-    from sparsejax.attacks import get
-
     if unit not in UNITS:
         raise SparsejaxError(f"--unit must be pixels or elements, got {unit!r}")
     if not attacks:
@@ -206,8 +205,8 @@ def check_evaluation_request(
 
 
 def _l0(x_adv: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    changed = x_adv != x
-    return changed.any(-1).sum((1, 2)), changed.sum((1, 2, 3))
+    """ℓ0 in pixels and in elements, recounted from the images."""
+    return np.asarray(metrics.l0_pixels(x_adv, x)), np.asarray(metrics.l0_elements(x_adv, x))
 
 
 def evaluate(
@@ -248,8 +247,6 @@ def evaluate(
     per_attack: dict[str, dict] = {}
     complete = True
     for name, jobs in runs.items():
-        from sparsejax.attacks import get
-
         spec = get(name)
         best_adv = x.copy()
         best = np.full(n, np.inf)  # ℓ0 in `unit` of the sparsest adversarial found
