@@ -453,7 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="ATTACK.KEY=VALUE",
-        help="override one attack's config field, e.g. sigma-zero.steps=100",
+        help="override one attack's config field, e.g. sigma-zero.steps=100; "
+        "ATTACK.budgets=1,2 runs a fixed-k attack at that subset of --budgets only",
     )
     p.add_argument("--out", required=True, help="folder for evaluation.json and the runs")
     p.add_argument("--overwrite", action="store_true", help="replace different earlier runs")

@@ -198,7 +198,10 @@ def test_evaluate_refuses_bad_requests_before_any_work(tmp_path, capsys, digits_
         "unknown attack": (["--attacks", "sparsefool,spdg"], "unknown attack 'spdg'"),
         "bad budgets": (["--attacks", "spgd", "--budgets", "1,x"], "--budgets must be whole"),
         "decreasing": (["--attacks", "spgd", "--budgets", "5,2"], "increasing"),
-        "unit": (["--attacks", "random-subset", "--budgets", "2"], "in elements only"),
+        "budgets subset": (
+            ["--attacks", "spgd", "--budgets", "1,2", "--set", "spgd.budgets=3"],
+            "increasing subset of --budgets",
+        ),
         "set form": (["--attacks", "spgd", "--set", "steps=3"], "write ATTACK.KEY=VALUE"),
         "set field": (["--attacks", "spgd", "--set", "spgd.stepz=3"], "stepz"),
         "set other": (["--attacks", "spgd", "--set", "sparsefool.lambda_=2"], "not among"),

@@ -68,9 +68,13 @@ def test_optimality_by_hand():
 
 # --------------------------------------------------------------------------- end to end
 
-ATTACKS = ("sparsefool", "spgd")
+ATTACKS = ("sparsefool", "spgd", "random-subset")
 BUDGETS = (1, 2, 4, 8)
-OVERRIDES = {"spgd": ["steps=30"], "sparsefool": ["lambda_=1.0", "max_iter=10"]}
+OVERRIDES = {
+    "spgd": ["steps=30"],
+    "sparsefool": ["lambda_=1.0", "max_iter=10"],
+    "random-subset": ["budgets=4,8", "draws=20"],
+}
 
 
 def _evaluate(model, ds, out, **kw):
@@ -107,7 +111,7 @@ def test_the_ensemble_is_the_per_sample_best(evaluated):
     for a in ev.attacks.values():
         assert 0.0 <= a.optimality <= 1.0
     # The attacks disagree somewhere, or the ensemble would test nothing.
-    assert not np.array_equal(*(ev.distances(a) for a in ATTACKS))
+    assert not np.array_equal(ev.distances("sparsefool"), ev.distances("spgd"))
 
 
 def test_distances_are_recounted_from_the_stored_adversarials(evaluated, digits_model):
@@ -145,6 +149,14 @@ def test_evaluation_json_is_valid_and_complete(evaluated):
     assert doc["attacks"]["spgd"]["q"] > 0 and doc["ensemble"]["q"] == pytest.approx(
         sum(a["q"] for a in doc["attacks"].values())
     )
+    for block in (*doc["attacks"].values(), doc["ensemble"]):
+        assert block["q"] == block["q_forwards"] + block["q_backwards"]
+    assert doc["attacks"]["sparsefool"]["q_backwards"] > 0  # a gradient attack
+    assert doc["attacks"]["random-subset"]["q_backwards"] == 0  # draws, forwards only
+    # `budgets=4,8`: the random subset ran at those two budgets only.
+    assert doc["configs"]["random-subset"]["k"] == [4, 8]
+    assert sorted(p.name for p in (out / "random-subset").glob("k*")) == ["k4", "k8"]
+    assert sorted(p.name for p in (out / "spgd").glob("k*")) == [f"k{k}" for k in (1, 2, 4, 8)]
     for f in ("robust_accuracy.png", "examples.png", "report.md"):
         assert (out / f).stat().st_size > 0
     assert "ensemble" in (out / "report.md").read_text()
@@ -182,11 +194,14 @@ def test_bad_requests_fail_before_any_work():
     with pytest.raises(SparsejaxError, match="targeted only"):
         check(["sapf"], [1], "elements", model_shape=shape)
     with pytest.raises(SparsejaxError, match="counts its budget in elements"):
-        check(["random-subset"], [1], "pixels", model_shape=shape)
+        check(["random-subset"], [3], "pixels", model_shape=(32, 32, 3))
     with pytest.raises(SparsejaxError, match="not a budget in elements"):  # k per channel
         check(["random-subset"], [2], "elements", model_shape=(32, 32, 3))
-    with pytest.raises(SparsejaxError, match="no budget field"):
-        check(["one-pixel"], [1], "pixels", model_shape=shape)
+    with pytest.raises(SparsejaxError, match="min-norm, it runs once"):
+        check(["sparsefool"], [1], "pixels", {"sparsefool": ["budgets=1"]}, model_shape=shape)
+    for bad in ("1,3", "2,1", "", "a"):
+        with pytest.raises(SparsejaxError, match="budgets"):
+            check(["spgd"], [1, 2], "pixels", {"spgd": [f"budgets={bad}"]}, model_shape=shape)
     with pytest.raises(SparsejaxError, match="not among --attacks"):
         check(["spgd"], [1], "pixels", {"sparsefool": ["lambda_=2"]}, model_shape=shape)
     with pytest.raises(SparsejaxError, match="twice"):
@@ -197,6 +212,18 @@ def test_bad_requests_fail_before_any_work():
         (1, 1.0, "elements"),
         (3, 3.0, "elements"),
     ]
+    # The one-pixel attack's budget is its pixels (one round: max_pixels too); on one
+    # channel the random subset's elements are pixels; `budgets=` picks a subset.
+    runs = check(
+        ["one-pixel", "random-subset", "spgd"], [1, 2, 5], "pixels",
+        {"one-pixel": ["budgets=1,5", "generations=3"], "spgd": ["steps=7"]}, model_shape=shape,
+    )  # fmt: skip
+    assert [(k, c.pixels, c.max_pixels, c.generations) for k, c in runs["one-pixel"]] == [
+        (1, 1, 1, 3),
+        (5, 5, 5, 3),
+    ]
+    assert [(k, c.k) for k, c in runs["random-subset"]] == [(1, 1.0), (2, 2.0), (5, 5.0)]
+    assert [c.steps for _, c in runs["spgd"]] == [7, 7, 7]
 
 
 # --------------------------------------------------------------------------- transfer

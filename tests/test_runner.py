@@ -140,7 +140,11 @@ def test_results_file_and_resumption(tmp_path, capsys, ckpt):
         "linf",
         "iterations",
         "status",
+        "model_evals",
+        "forwards",
+        "backwards",
     }
+    assert all(e["model_evals"] == e["forwards"] + e["backwards"] for e in res["examples"])
     adv = np.load(out / "adversarials.npz")
     assert adv["x_adv"].shape == (12, 8, 8, 1)
     np.testing.assert_array_equal(adv["index"], np.arange(12))
@@ -169,6 +173,21 @@ def test_results_file_and_resumption(tmp_path, capsys, ckpt):
     assert "holds a different run (differs in: config)" in capsys.readouterr().err
     assert cli.main(_argv(ckpt, out, "--set", "lambda_=2.0", "--overwrite")) == 0
     assert json.loads((out / "results.json").read_text())["config"]["lambda_"] == 2.0
+
+
+def test_a_config_with_a_tuple_resumes(tmp_path, ckpt):
+    """run.json stores a tuple field (the random subset's channel_k = ()) as a list; the
+    rerun's fingerprint must still match it."""
+    argv = [
+        "attack", "--attack", "random-subset", "--model", "lenet5-digits", "--weights",
+        str(ckpt), "--dataset", "digits", "--n", "6", "--batch-size", "3", "--out",
+        str(tmp_path / "run"),
+    ]  # fmt: skip
+    assert cli.main(argv) == 0
+    (tmp_path / "run" / "batches" / "batch_00001.npz").unlink()
+    assert cli.main(argv) == 0
+    res = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert res["config"]["channel_k"] == [] and res["complete"]
 
 
 @pytest.mark.parametrize("mode", ["least-likely", "random", "all"])

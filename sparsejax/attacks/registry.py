@@ -45,6 +45,10 @@ class AttackSpec:
       max_changed: fixed-k only: ``(config, example_shape) -> float``, the most units (of
         ``config.unit``, else ``unit``) one example may change; ``config.k`` unless the
         attack says otherwise (the random subset's k counts per channel).
+      at_budget: fixed-k only: ``(config, k) -> config`` with its budget set to k (in
+        ``config.unit``, else ``unit``); replaces ``config.k`` unless the attack names its
+        budget otherwise (the one-pixel attack's ``pixels`` and ``max_pixels``). None: the
+        attack has no budget field (it cannot run at a given k).
     """
 
     name: str
@@ -57,16 +61,24 @@ class AttackSpec:
     targeted: Literal["no", "optional", "required"]
     needs_key: bool
     max_changed: Callable | None = None
+    at_budget: Callable | None = None
 
     @property
     def algorithm(self) -> Algorithm:
         return self.fn.algorithm
 
 
-def _spec(fn, paper, description, unit, budget, max_changed=None) -> AttackSpec:
+def _set_k(config, k):
+    return dataclasses.replace(config, k=float(k))
+
+
+def _spec(fn, paper, description, unit, budget, max_changed=None, at_budget=None) -> AttackSpec:
     a: Algorithm = fn.algorithm
     if budget == "fixed-k" and max_changed is None:
         max_changed = lambda c, shape: float(np.max(np.asarray(c.k)))  # noqa: E731
+    if budget == "fixed-k" and at_budget is None:
+        has_k = "k" in {f.name for f in dataclasses.fields(a.config_cls)}
+        at_budget = _set_k if has_k else None
     return AttackSpec(
         a.name,
         fn,
@@ -78,6 +90,7 @@ def _spec(fn, paper, description, unit, budget, max_changed=None) -> AttackSpec:
         a.targeted,
         a.needs_key,
         max_changed,
+        at_budget,
     )
 
 
@@ -166,6 +179,7 @@ _SPECS = {
             "pixels",
             "fixed-k",
             lambda c, shape: float(c.max_pixels),
+            lambda c, k: dataclasses.replace(c, pixels=int(k), max_pixels=int(k)),
         ),
         _spec(
             _random_subset.random_subset,

@@ -4,12 +4,17 @@ Each attack runs through the runner (:func:`sparsejax.runner.run_attack`), so ev
 resumable per batch and shows a progress bar:
 
 - a min-norm attack once, in ``DIR/<attack>/``;
-- a fixed-k attack once per budget k, in ``DIR/<attack>/k<k>/``, with its ``k`` (and its
-  ``unit`` where it has one) set to the budget. Every budget is run: a fixed-k attack's
+- a fixed-k attack once per budget k, in ``DIR/<attack>/k<k>/``, with its budget
+  (``AttackSpec.at_budget``: ``k``, or the one-pixel attack's pixels) and its ``unit``
+  where it has one set to k. Every budget is run: a fixed-k attack's
   success at k says nothing about k' < k, and its result at the largest k is not monotone
-  in k. A sample's distance is the smallest ℓ0 (in the evaluation's unit) of the
-  adversarials its runs found, and ``DIR/<attack>/adversarials.npz`` holds that
-  adversarial (the clean image where none was found).
+  in k. The override ``budgets=1,2,5`` (``--set one-pixel.budgets=1,2,5``) runs one
+  attack at a subset of the budgets only (an expensive attack, or one made for small k);
+  its curve then stays flat above its largest budget. A sample's distance is the smallest
+  ℓ0 (in the evaluation's unit) of the adversarials its runs found, and
+  ``DIR/<attack>/adversarials.npz`` holds that adversarial (the clean image where none
+  was found). A fixed-k attack that counts in elements only runs in a pixel evaluation
+  of a one-channel model, where the two units are one.
 
 Distances are recounted from the adversarials themselves, in both units, never taken from
 the attacks' own accounts. The evaluation is untargeted.
@@ -47,7 +52,8 @@ class AttackEvaluation:
       asr_k: σ-zero's ASR_k (a fraction) at every budget.
       median_l0: median distance over all N (inf kept); median_l0_successes: over the
         broken samples only.
-      q: model passes (forward and backward) per sample, every run of the attack summed.
+      q: model passes (forward and backward) per sample, every run of the attack summed;
+        q_forwards, q_backwards: its two parts (a backward pass is one VJP row).
       s: seconds per sample (attack phases, compilation excluded), every run summed.
       optimality: AttackBench's, against the ensemble of the evaluated attacks, with the
         exact areas under the step curves; optimality_trapezoid: with AttackBench's code's
@@ -63,6 +69,8 @@ class AttackEvaluation:
     median_l0: float
     median_l0_successes: float | None
     q: float
+    q_forwards: float
+    q_backwards: float
     s: float
     optimality: float | None
     optimality_trapezoid: float | None
@@ -107,6 +115,8 @@ class Evaluation:
                 "median_l0": finite(a.median_l0),
                 "median_l0_successes": finite(a.median_l0_successes),
                 "q": a.q,
+                "q_forwards": a.q_forwards,
+                "q_backwards": a.q_backwards,
                 "s": a.s,
                 "optimality": finite(a.optimality),
                 "optimality_trapezoid": finite(a.optimality_trapezoid),
@@ -127,7 +137,8 @@ class Evaluation:
                 "robust_accuracy": "RA(k) = 1 - #{i : d_i <= k} / N over all N samples",
                 "asr_k": "#{i : d_i <= k} / N (sigma-zero's ASR_k as a fraction)",
                 "median_l0": "over all N, failures as infinity (null when infinite)",
-                "q": "forward + backward model passes per sample, every run summed",
+                "q": "forward + backward model passes per sample, every run summed "
+                "(q_forwards + q_backwards; a backward pass is one VJP row)",
                 "s": "attack seconds per sample, compilation excluded, every run summed",
                 "optimality": "AttackBench's 1 - (A - A*) / (clean_acc * d_max - A*), A the "
                 "exact area under the step curve RA(k) on [0, d_max]",
@@ -176,22 +187,25 @@ def check_evaluation_request(
         spec = get(name)
         if spec.targeted == "required":
             raise SparsejaxError(f"{name} is targeted only; the evaluation is untargeted")
-        base = _plan.make_config(spec, list(overrides.get(name, ())))
+        own = _own_budgets(name, spec, overrides.get(name, ()), budgets)
+        config_overrides = [o for o in overrides.get(name, ()) if not _is_budgets(o)]
+        base = _plan.make_config(spec, config_overrides)
         _plan.check_request(spec, base, seed=seed, batch_size=batch_size, workers=workers)
         if spec.budget == "min-norm":
             runs[name] = [(None, base)]
             continue
         fields = {f.name for f in dataclasses.fields(base)}
-        if "k" not in fields:
-            raise SparsejaxError(f"{name} has no budget field k: it cannot run at --budgets")
-        if "unit" not in fields and spec.unit != unit:
+        if spec.at_budget is None:
+            raise SparsejaxError(f"{name} has no budget field: it cannot run at --budgets")
+        one_channel = model_shape is not None and model_shape[-1] == 1  # pixels = elements
+        if "unit" not in fields and spec.unit != unit and not one_channel:
             raise SparsejaxError(
                 f"{name} counts its budget in {spec.unit} only; use --unit {spec.unit} or "
                 "leave it out"
             )
         runs[name] = []
-        for k in budgets:
-            cfg = dataclasses.replace(base, k=float(k))
+        for k in own:
+            cfg = spec.at_budget(base, k)
             if "unit" in fields:
                 cfg = dataclasses.replace(cfg, unit=unit)
             _plan.check_request(spec, cfg)
@@ -202,6 +216,31 @@ def check_evaluation_request(
                 )
             runs[name].append((k, cfg))
     return runs
+
+
+def _is_budgets(override: str) -> bool:
+    return override.partition("=")[0].strip() == "budgets"
+
+
+def _own_budgets(name, spec, overrides: Sequence[str], budgets: list[int]) -> list[int]:
+    """The budgets one attack runs at: all of them, or the subset its ``budgets=``
+    override names."""
+    given = [o.partition("=")[2] for o in overrides if _is_budgets(o)]
+    if not given:
+        return budgets
+    if spec.budget == "min-norm":
+        raise SparsejaxError(f"--set {name}.budgets: {name} is min-norm, it runs once")
+    try:
+        own = [int(k) for k in given[-1].split(",") if k.strip()]
+    except ValueError:
+        raise SparsejaxError(
+            f"--set {name}.budgets must be whole numbers, got {given[-1]!r}"
+        ) from None
+    if not own or sorted(set(own)) != own or not set(own) <= set(budgets):
+        raise SparsejaxError(
+            f"--set {name}.budgets={given[-1]}: an increasing subset of --budgets {budgets}"
+        )
+    return own
 
 
 def _l0(x_adv: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -250,12 +289,13 @@ def evaluate(
         spec = get(name)
         best_adv = x.copy()
         best = np.full(n, np.inf)  # ℓ0 in `unit` of the sparsest adversarial found
-        passes = seconds = 0.0
+        forwards = backwards = seconds = 0.0
         for k, cfg in jobs:
             folder = out / name if k is None else out / name / f"k{k}"
             res = run_attack(
                 spec, cfg, model, ds, folder, batch_size=batch_size, seed=seed,
                 overwrite=overwrite, progress=progress, workers=workers,
+                label=name if k is None else f"{name} k={k}",
             )  # fmt: skip
             complete &= bool(res["complete"])
             ex = res["examples"]
@@ -270,7 +310,8 @@ def evaluate(
             better = mine < best
             best = np.where(better, mine, best)
             best_adv[better] = x_adv[better]
-            passes += float(sum(e["model_evals"] for e in ex))
+            forwards += float(sum(e["forwards"] for e in ex))
+            backwards += float(sum(e["backwards"] for e in ex))
             seconds += float(res["summary"]["attack_seconds"])
         if jobs[0][0] is not None:  # fixed-k: the merged adversarials (min-norm: the run's)
             io.write_npz(out / name / "adversarials.npz", x_adv=best_adv, index=ds.indices)
@@ -279,16 +320,18 @@ def evaluate(
         per_attack[name] = dict(
             pixels=curves.distances(pixels, broken, clean_correct),
             elements=curves.distances(elements, broken, clean_correct),
-            q=passes / n,
+            q_forwards=forwards / n,
+            q_backwards=backwards / n,
             s=seconds / n,
-            config=_plan.config_dict(jobs[0][1]) | ({"k": list(budgets)} if jobs[0][0] else {}),
+            config=_plan.config_dict(jobs[0][1])
+            | ({"k": [k for k, _ in jobs]} if jobs[0][0] else {}),
         )
 
     ks = [0, *budgets]
     other = "elements" if unit == "pixels" else "pixels"
     star = {u: curves.ensemble(a[u] for a in per_attack.values()) for u in UNITS}
 
-    def scored(d: Mapping[str, np.ndarray], q: float, s: float) -> AttackEvaluation:
+    def scored(d: Mapping[str, np.ndarray], q_f: float, q_b: float, s: float) -> AttackEvaluation:
         return AttackEvaluation(
             distances_pixels=d["pixels"],
             distances_elements=d["elements"],
@@ -298,7 +341,9 @@ def evaluate(
             asr_k=curves.attack_success_rate(d[unit], budgets),
             median_l0=curves.median_l0(d[unit]),
             median_l0_successes=curves.median_l0_successes(d[unit]),
-            q=q,
+            q=q_f + q_b,
+            q_forwards=q_f,
+            q_backwards=q_b,
             s=s,
             optimality=curves.optimality(d[unit], star[unit]),
             optimality_trapezoid=curves.optimality(d[unit], star[unit], area="trapezoid"),
@@ -312,11 +357,13 @@ def evaluate(
         clean_accuracy=float(np.mean(clean_correct)),
         unit=unit,
         budgets=tuple(budgets),
-        attacks={name: scored(a, a["q"], a["s"]) for name, a in per_attack.items()},
+        attacks={
+            name: scored(a, a["q_forwards"], a["q_backwards"], a["s"])
+            for name, a in per_attack.items()
+        },
         ensemble=scored(
             star,
-            sum(a["q"] for a in per_attack.values()),
-            sum(a["s"] for a in per_attack.values()),
+            *(sum(a[f] for a in per_attack.values()) for f in ("q_forwards", "q_backwards", "s")),
         ),
         configs={name: a["config"] for name, a in per_attack.items()},
         complete=complete,

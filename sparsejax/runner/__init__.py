@@ -78,6 +78,7 @@ def run_attack(
     overwrite: bool = False,
     progress: bool = True,
     workers: int | None = None,
+    label: str | None = None,
 ) -> dict:
     """Attacks every example of ``ds`` (or every image-target pair) and writes the results.
 
@@ -93,6 +94,7 @@ def run_attack(
       seed: for random targets and the attacks that draw random numbers.
       overwrite: replace a different, damaged or unknown run in ``out_dir``.
       workers: compiled calls at the same time (default :func:`default_workers`).
+      label: the progress bar's label (default the attack's name).
 
     Returns the ``results.json`` content. A KeyboardInterrupt saves what finished, writes
     results.json and raises :class:`Interrupted`; the same call resumes.
@@ -125,7 +127,7 @@ def run_attack(
     todo = [b for b in range(plan.n_batches) if b not in batches]
     workers = min(default_workers() if workers is None else workers, max(len(todo), 1))
     bar = tqdm(
-        total=plan.n_batches, initial=len(batches), desc=spec.name, unit="batch",
+        total=plan.n_batches, initial=len(batches), desc=label or spec.name, unit="batch",
         disable=not progress,
     )  # fmt: skip
     if todo:

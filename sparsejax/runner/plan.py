@@ -76,13 +76,16 @@ def check_request(
 
 
 def config_dict(config) -> dict:
-    """A config as plain JSON values (nested configs as dicts)."""
+    """A config as plain JSON values (nested configs as dicts, tuples as lists: what
+    run.json reads back, so that a resumed run's fingerprint equals the stored one)."""
 
     def conv(v):
         if dataclasses.is_dataclass(v):
             return {f.name: conv(getattr(v, f.name)) for f in dataclasses.fields(v)}
         if isinstance(v, np.ndarray | jax.Array):
             return np.asarray(v).tolist()
+        if isinstance(v, tuple | list):
+            return [conv(e) for e in v]
         return v
 
     return conv(config)

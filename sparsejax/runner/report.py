@@ -46,6 +46,8 @@ def _examples(cat: dict) -> list[dict]:
                 "linf": float(cat["linf"][i]),
                 "iterations": int(cat["iterations"][i]),
                 "model_evals": int(cat["model_evals"][i]),
+                "forwards": int(cat["forwards"][i]),
+                "backwards": int(cat["backwards"][i]),
                 "status": Status(int(cat["status"][i])).name,
             }
         )
