@@ -223,7 +223,7 @@ def cmd_attack(args) -> int:
     config = runner.make_config(spec, args.set, targeted=args.targeted is not None)
     runner.plan.check_request(
         spec, config, target_mode=args.targeted, seed=args.seed, batch_size=args.batch_size,
-        slots=args.slots, workers=args.workers,
+        slots=args.slots, workers=args.workers, devices=args.devices,
     )  # fmt: skip
     runner.store.check_writable(args.out)
     model, ds = _load_model_and_data(args)
@@ -231,7 +231,7 @@ def cmd_attack(args) -> int:
         res = runner.run_attack(
             spec, config, model, ds, args.out, batch_size=args.batch_size, slots=args.slots,
             target_mode=args.targeted, seed=args.seed, overwrite=args.overwrite,
-            workers=args.workers,
+            workers=args.workers, devices=args.devices,
         )  # fmt: skip
     except runner.Interrupted as e:
         _exit_interrupted(f"{e.done} of {e.total} batches saved in {args.out}")
@@ -267,7 +267,7 @@ def _evaluation_request(args):
     shape = models.get_spec(args.model).input_shape
     evaluation.check_evaluation_request(
         names, budgets, args.unit, overrides, shape, batch_size=args.batch_size,
-        seed=args.seed, workers=args.workers,
+        seed=args.seed, workers=args.workers, devices=args.devices,
     )  # fmt: skip
     return names, budgets, overrides
 
@@ -283,7 +283,7 @@ def cmd_evaluate(args) -> int:
         evaluation.evaluate(
             model, ds, names, budgets, args.unit, args.out, overrides=overrides,
             batch_size=args.batch_size, seed=args.seed, overwrite=args.overwrite,
-            workers=args.workers,
+            workers=args.workers, devices=args.devices,
         )  # fmt: skip
     except runner.Interrupted as e:
         _exit_interrupted(
@@ -408,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="compiled calls run at the same time (default: one per CPU core)",
     )
+    _add_devices_arg(p)
     p.add_argument(
         "--targeted",
         default=None,
@@ -447,6 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unit", default="pixels", choices=["pixels", "elements"])
     p.add_argument("--batch-size", type=int, default=50, help="examples per compiled call")
     p.add_argument("--workers", type=int, default=None)
+    _add_devices_arg(p)
     p.add_argument("--seed", type=int, default=0, help="for the attacks that draw numbers")
     p.add_argument(
         "--set",
@@ -525,11 +527,20 @@ def enable_compile_cache() -> Path | None:
     return path
 
 
+def _add_devices_arg(p) -> None:
+    p.add_argument(
+        "--devices",
+        type=int,
+        default=None,
+        help="local devices each batch is split over (default: all of them)",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        _positive(args, "n", "batch_size", "epochs", "slots", "workers")
+        _positive(args, "n", "batch_size", "epochs", "slots", "workers", "devices")
         if not (args.no_compile_cache or os.environ.get("SPARSEJAX_NO_COMPILE_CACHE") == "1"):
             enable_compile_cache()
         return args.fn(args)

@@ -164,6 +164,7 @@ def check_evaluation_request(
     batch_size: int = 50,
     seed: int = 0,
     workers: int | None = None,
+    devices: int | None = None,
 ) -> dict[str, list[tuple[int | None, Any]]]:
     """Everything about the request checked on the host: the runs it makes, per attack a
     list of (budget or None, config). Raises SparsejaxError naming the problem."""
@@ -190,7 +191,9 @@ def check_evaluation_request(
         own = _own_budgets(name, spec, overrides.get(name, ()), budgets)
         config_overrides = [o for o in overrides.get(name, ()) if not _is_budgets(o)]
         base = _plan.make_config(spec, config_overrides)
-        _plan.check_request(spec, base, seed=seed, batch_size=batch_size, workers=workers)
+        _plan.check_request(
+            spec, base, seed=seed, batch_size=batch_size, workers=workers, devices=devices
+        )
         if spec.budget == "min-norm":
             runs[name] = [(None, base)]
             continue
@@ -262,6 +265,7 @@ def evaluate(
     overwrite: bool = False,
     progress: bool = True,
     workers: int | None = None,
+    devices: int | None = None,
 ) -> Evaluation:
     """Evaluates ``model`` on ``ds`` against ``attacks`` (registered names) and writes
     ``out/evaluation.json``, ``out/<attack>/adversarials.npz``, ``out/robust_accuracy.png``,
@@ -275,7 +279,7 @@ def evaluate(
 
     runs = check_evaluation_request(
         attacks, budgets, unit, overrides, model.input_shape, batch_size=batch_size, seed=seed,
-        workers=workers,
+        workers=workers, devices=devices,
     )  # fmt: skip
     out = Path(out)
     store.check_writable(out)
@@ -294,7 +298,7 @@ def evaluate(
             folder = out / name if k is None else out / name / f"k{k}"
             res = run_attack(
                 spec, cfg, model, ds, folder, batch_size=batch_size, seed=seed,
-                overwrite=overwrite, progress=progress, workers=workers,
+                overwrite=overwrite, progress=progress, workers=workers, devices=devices,
                 label=name if k is None else f"{name} k={k}",
             )  # fmt: skip
             complete &= bool(res["complete"])

@@ -24,6 +24,7 @@ from sparsejax.runner.execute import Interrupted, default_workers
 from sparsejax.runner.plan import (
     TARGET_MODES,
     check_request,
+    device_count,
     fingerprint,
     fingerprint_hash,
     get_attack,
@@ -79,6 +80,7 @@ def run_attack(
     progress: bool = True,
     workers: int | None = None,
     label: str | None = None,
+    devices: int | None = None,
 ) -> dict:
     """Attacks every example of ``ds`` (or every image-target pair) and writes the results.
 
@@ -95,6 +97,7 @@ def run_attack(
       overwrite: replace a different, damaged or unknown run in ``out_dir``.
       workers: compiled calls at the same time (default :func:`default_workers`).
       label: the progress bar's label (default the attack's name).
+      devices: local devices each batch is split over (default all; execute.py).
 
     Returns the ``results.json`` content. A KeyboardInterrupt saves what finished, writes
     results.json and raises :class:`Interrupted`; the same call resumes.
@@ -105,14 +108,15 @@ def run_attack(
 
     check_request(
         spec, config, target_mode=target_mode, seed=seed, batch_size=batch_size, slots=slots,
-        workers=workers,
+        workers=workers, devices=devices,
     )  # fmt: skip
     if spec.algorithm.check_shape is not None:
         spec.algorithm.check_shape(config, model.input_shape)
     n_items = len(ds) * (model.num_classes - 1 if target_mode == "all" else 1)
     bs = min(batch_size, n_items)
     schedule = schedule_for(spec, slots, bs)
-    fp = fingerprint(spec, config, model, ds, target_mode, seed, bs, schedule)
+    n_devices = device_count(devices)
+    fp = fingerprint(spec, config, model, ds, target_mode, seed, bs, schedule, n_devices)
     run = store.RunStore(out_dir, fp, fingerprint_hash(fp), n_batches=-(-n_items // bs))
     run.open(overwrite)  # before the model sees the dataset
 
@@ -120,7 +124,7 @@ def run_attack(
     clean_acc = float((clean_logits.argmax(1) == ds.y).mean())
     plan = make_plan(
         spec, config, model, ds, target_mode=target_mode, seed=seed, batch_size=bs,
-        schedule=schedule, fp=fp, clean_logits=clean_logits,
+        schedule=schedule, fp=fp, clean_logits=clean_logits, devices=n_devices,
     )  # fmt: skip
     batches = run.load_batches(plan.item_range)
     sessions = run.load_timing()

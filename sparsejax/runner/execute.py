@@ -81,15 +81,35 @@ def _program(plan: Plan, treedef) -> Callable:
     """The attack as a function of flat arrays, returning the fields the runner keeps."""
     spec, schedule = plan.spec, plan.schedule
 
-    def flat(*leaves):
-        fn, x, y, config, targets, mask, key_data, extras = jax.tree.unflatten(treedef, leaves)
+    def attack(fn, x, y, config, targets, mask, key_data, extras):
         r = spec.fn(
             fn, x, y, config, targets=targets, mask=mask, key=jax.random.wrap_key_data(key_data),
             schedule=schedule, **extras,
         )  # fmt: skip
         return {k: getattr(r, k) for k in FIELDS}
 
+    if plan.devices > 1:
+        attack = _split_over_devices(attack, plan.devices)
+
+    def flat(*leaves):
+        return attack(*jax.tree.unflatten(treedef, leaves))
+
     return flat
+
+
+def _split_over_devices(attack: Callable, devices: int) -> Callable:
+    """The attack on a batch split into equal shares over a 1-D mesh of the first
+    ``devices`` local devices (axis ``batch``): every device runs the unchanged per-batch
+    attack on its share (a refill queue: its own lanes), the model and the config
+    replicated. The sharding lives here, at the batch boundary; the attacks know nothing
+    of it."""
+    from jax.sharding import Mesh, PartitionSpec
+
+    mesh = Mesh(np.array(jax.local_devices()[:devices]), ("batch",))  # Auto axis: GSPMD
+    share, whole = PartitionSpec("batch"), PartitionSpec()
+    # (model, x, y, config, targets, mask, key data, extras)
+    in_specs = (whole, share, share, whole, share, share, share, share)
+    return jax.shard_map(attack, mesh=mesh, in_specs=in_specs, out_specs=share, check_vma=False)
 
 
 @functools.cache
@@ -111,6 +131,7 @@ def _disk_key(plan: Plan, treedef, leaves) -> str:
         [
             _source_digest(), jax.__version__, jaxlib.__version__, jax.default_backend(),
             plan.spec.name, str(getattr(plan.model, "name", "")), repr(plan.schedule),
+            f"devices={plan.devices}",
             re.sub(r"0x[0-9a-f]+", "0x", str(treedef)),
             repr(avals),
         ]
@@ -137,12 +158,14 @@ def compiled_attack(plan: Plan, example: dict) -> tuple[Callable, float]:
     from the cache, so a warm start costs a fraction of a cold one.
     """
     leaves, treedef = _flat_inputs(plan, example)
-    key = (plan.spec.name, plan.schedule, treedef, _signature(leaves))
+    key = (plan.spec.name, plan.schedule, plan.devices, treedef, _signature(leaves))
     if key not in _COMPILED:
         t0 = time.perf_counter()
         program = jax.jit(_program(plan, treedef))
         cache_dir = jax.config.jax_compilation_cache_dir
-        if cache_dir and _can_serialize():
+        # A program split over devices is not exported: its call would need the mesh
+        # around it (XLA's own cache still keeps its compiled code).
+        if cache_dir and _can_serialize() and plan.devices == 1:
             path = (
                 Path(cache_dir) / "sparsejax-programs" / f"{_disk_key(plan, treedef, leaves)}.bin"
             )

@@ -49,6 +49,7 @@ def check_request(
     batch_size: int = 1,
     slots: int | None = None,
     workers: int | None = None,
+    devices: int | None = None,
 ) -> None:
     """Everything about a request that can be wrong, checked on the host first."""
     if not isinstance(config, spec.config_cls):
@@ -71,8 +72,23 @@ def check_request(
             raise SparsejaxError(f"{name} must be >= {lo}, got {value}")
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise SparsejaxError(f"--workers must be >= 1, got {workers}")
+    if devices is not None:
+        device_count(devices)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise SparsejaxError(f"--seed must be a whole number in [0, {MAX_SEED}], got {seed!r}")
+
+
+def device_count(devices: int | None = None) -> int:
+    """The local devices a batch is split over: all of them unless ``devices`` says fewer."""
+    available = jax.local_device_count()
+    if devices is None:
+        return available
+    if isinstance(devices, bool) or not isinstance(devices, int) or not 1 <= devices <= available:
+        raise SparsejaxError(
+            f"--devices must be a whole number in [1, {available}] (the local devices), "
+            f"got {devices!r}"
+        )
+    return devices
 
 
 def config_dict(config) -> dict:
@@ -111,12 +127,16 @@ def schedule_for(spec: AttackSpec, slots: int | None, batch_size: int) -> Schedu
     return Schedule("queue", max(1, min(width, batch_size)))
 
 
-def fingerprint(spec, config, model, ds, target_mode, seed, batch_size, schedule) -> dict:
+def fingerprint(
+    spec, config, model, ds, target_mode, seed, batch_size, schedule, devices: int = 1
+) -> dict:
     """What identifies a run's results, and nothing else: a rerun with the same fingerprint
     resumes. The batch size lays out the batch files; the number of lanes of a refill queue
     changes float rounding (XLA batches the model over the lanes); the seed matters only
     where something is drawn. ``--workers`` and, for lockstep attacks, ``--slots`` do not
-    change results and are not part of it."""
+    change results and are not part of it. Splitting a batch over devices gives the same
+    results bit for bit for most attacks and float32 rounding for some (SAPF-VI), so the
+    device count is part of it when above 1 (a 1-device run keeps its old fingerprint)."""
     out = {
         "attack": spec.name,
         "config": config_dict(config),
@@ -133,6 +153,8 @@ def fingerprint(spec, config, model, ds, target_mode, seed, batch_size, schedule
         out["lanes"] = schedule.width
     if target_mode == "random" or spec.needs_key:
         out["seed"] = seed
+    if devices > 1:
+        out["devices"] = devices
     return out
 
 
@@ -176,10 +198,17 @@ class Plan:
     batch_size: int
     schedule: Schedule
     fingerprint: dict
+    devices: int = 1  # local devices each batch is split over (execute.py)
 
     @property
     def n_items(self) -> int:
         return len(self.positions)
+
+    @property
+    def padded_size(self) -> int:
+        """The rows of one compiled call: the batch size, rounded up to a multiple of the
+        devices (an equal share each; the extra rows are masked out)."""
+        return -(-self.batch_size // self.devices) * self.devices
 
     @property
     def n_batches(self) -> int:
@@ -189,11 +218,11 @@ class Plan:
         return b * self.batch_size, min((b + 1) * self.batch_size, self.n_items)
 
     def batch_inputs(self, b: int) -> dict:
-        """The arrays of batch b, padded to ``batch_size`` (padding masked out)."""
+        """The arrays of batch b, padded to ``padded_size`` (padding masked out)."""
         start, stop = self.item_range(b)
         real = stop - start
         items = np.arange(start, stop)
-        items = np.concatenate([items, np.repeat(items[-1:], self.batch_size - real)])
+        items = np.concatenate([items, np.repeat(items[-1:], self.padded_size - real)])
         pos = self.positions[items]
         base = jax.random.key(self.seed)
         keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.asarray(items, jnp.uint32))
@@ -203,7 +232,7 @@ class Plan:
             "x": x,
             "y": jnp.asarray(self.ds.y[pos]),
             "targets": None if self.targets is None else jnp.asarray(self.targets[items]),
-            "mask": jnp.asarray(np.arange(self.batch_size) < real),
+            "mask": jnp.asarray(np.arange(self.padded_size) < real),
             "key": keys,
             # SAPF-GS / VI inputs, computed here on the host (no callback in the program).
             "extras": {} if prepare is None else prepare(x, self.config, {}),
@@ -211,8 +240,9 @@ class Plan:
 
 
 def make_plan(
-    spec, config, model, ds, *, target_mode, seed, batch_size, schedule, fp, clean_logits
-):
+    spec, config, model, ds, *, target_mode, seed, batch_size, schedule, fp, clean_logits,
+    devices=1,
+):  # fmt: skip
     positions, targets = plan_targets(target_mode, ds.y, clean_logits, seed)
     if len(positions) == 0:
         raise SparsejaxError("nothing to attack: the dataset is empty")
@@ -228,4 +258,5 @@ def make_plan(
         batch_size=min(batch_size, len(positions)),
         schedule=schedule,
         fingerprint=fp,
+        devices=devices,
     )

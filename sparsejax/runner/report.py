@@ -71,6 +71,12 @@ def results(plan: Plan, batches: dict, sessions: list[dict], clean_accuracy: flo
         )
         n_att = int(attacked.sum())
         summary["time_per_sample_s"] = attack_s / n_att if n_att else None
+        # Throughput over every item of the finished batches (a misclassified one costs
+        # its clean pass too), in total and per device the batches were split over.
+        per_s = len(cat["index"]) / attack_s if attack_s > 0 else None
+        summary["devices"] = plan.devices
+        summary["items_per_second"] = per_s
+        summary["items_per_second_per_device"] = per_s / plan.devices if per_s else None
         summary["model_evals_per_sample"] = (
             float(cat["model_evals"][attacked].mean()) if n_att else None
         )
