@@ -96,4 +96,7 @@ def optimality(d: np.ndarray, d_star: np.ndarray, area: str = "exact") -> float 
     denominator = clean_acc * d_max - best
     if denominator <= 0:
         return None
-    return 1.0 - (measure(d, d_max) - best) / denominator
+    score = 1.0 - (measure(d, d_max) - best) / denominator
+    if area == "exact":  # in [0, 1] exactly for d >= d* (above); clip the last-bit rounding
+        score = min(max(score, 0.0), 1.0) if -1e-9 < score < 1 + 1e-9 else score
+    return score
