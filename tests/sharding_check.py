@@ -1,9 +1,9 @@
 """Run by tests/test_sharding.py in a fresh process with 8 simulated CPU devices (the device
 count is fixed when JAX starts, so it cannot be the test process itself).
 
-``python -m tests.sharding_check CHECKPOINT`` attacks the first 20 digits with every row of
+``python -m tests.sharding_check CHECKPOINT`` attacks the first 10 digits with every row of
 the conformance table through the runner, once on 1 device and once split over 8 (batches
-of 10: padded to 16, two rows per device), and prints one JSON line per row: how many
+of 10, one per run: padded to 16, two rows per device), and prints one JSON line per row: how many
 per-example records and adversarial images are equal bit for bit. For the rows in
 ``FLOAT64`` (where float32 rounding of the partitioned program moves the path) it also
 compares the attack function itself on 1 and 8 devices in float64. Last, the command line
@@ -65,7 +65,7 @@ def runner_check(row, model, ds, out: str) -> dict:
 def float64_check(row, model, ds) -> dict:
     """The attack function unsplit and split over 8 devices, in float64."""
     spec = get(row.attack)
-    n = 16
+    n = 8
     with jax.enable_x64(True):
         f64 = lambda a: jnp.asarray(a, jnp.float64)  # noqa: E731
         fn = jax.tree_util.Partial(model.spec.module.apply, jax.tree.map(f64, model.variables))
@@ -96,7 +96,7 @@ def float64_check(row, model, ds) -> dict:
 def main():
     assert jax.local_device_count() == 8, jax.devices()
     model = models.load("lenet5-digits", sys.argv[1])
-    ds = data.load_dataset("digits", n=20)
+    ds = data.load_dataset("digits", n=10)
     only = set(sys.argv[2:])
     with tempfile.TemporaryDirectory() as out:
         for row in ROWS:
