@@ -214,9 +214,27 @@ def _exit_interrupted(saved: str) -> None:
     os._exit(130)
 
 
+def _join(args):
+    """This process's place in the job the flags (or their environment variables) name;
+    a job of several joins ``jax.distributed`` here, before JAX starts its backend."""
+    from sparsejax.runner import processes
+
+    job = processes.from_flags(args.coordinator, args.num_processes, args.process_id)
+    processes.initialize(job)
+    return job
+
+
+def _process_line(job, what: str) -> None:
+    print(
+        f"process {job.index} of {job.count}: its share of {what} is done; "
+        "process 0 merges the results"
+    )
+
+
 def cmd_attack(args) -> int:
     from sparsejax import attacks, data, models, runner
 
+    job = _join(args)
     spec = attacks.get(args.attack)
     models.get_spec(args.model)
     data.check_dataset_name(args.dataset)
@@ -231,10 +249,13 @@ def cmd_attack(args) -> int:
         res = runner.run_attack(
             spec, config, model, ds, args.out, batch_size=args.batch_size, slots=args.slots,
             target_mode=args.targeted, seed=args.seed, overwrite=args.overwrite,
-            workers=args.workers, devices=args.devices,
+            workers=args.workers, devices=args.devices, job=job,
         )  # fmt: skip
     except runner.Interrupted as e:
         _exit_interrupted(f"{e.done} of {e.total} batches saved in {args.out}")
+    if not job.merges:
+        _process_line(job, args.out)
+        return 0
     print(runner.table1_row(res))
     if res["summary"].get("cases"):
         print(runner.cases_table(res))
@@ -275,6 +296,7 @@ def _evaluation_request(args):
 def cmd_evaluate(args) -> int:
     from sparsejax import data, evaluation, runner
 
+    job = _join(args)
     names, budgets, overrides = _evaluation_request(args)
     data.check_dataset_name(args.dataset)
     runner.store.check_writable(args.out)
@@ -283,12 +305,15 @@ def cmd_evaluate(args) -> int:
         evaluation.evaluate(
             model, ds, names, budgets, args.unit, args.out, overrides=overrides,
             batch_size=args.batch_size, seed=args.seed, overwrite=args.overwrite,
-            workers=args.workers, devices=args.devices,
+            workers=args.workers, devices=args.devices, job=job,
         )  # fmt: skip
     except runner.Interrupted as e:
         _exit_interrupted(
             f"{e.done} of {e.total} batches of the current attack saved in {args.out}"
         )
+    if not job.merges:
+        _process_line(job, f"every run of {args.out}")
+        return 0
     out = Path(args.out)
     print((out / "report.md").read_text())
     print(f"evaluation: {out / 'evaluation.json'}; figures: {out / 'robust_accuracy.png'}")
@@ -534,6 +559,15 @@ def _add_devices_arg(p) -> None:
         default=None,
         help="local devices each batch is split over (default: all of them)",
     )
+    g = p.add_argument_group(
+        "several processes (jax.distributed; each attacks every P-th batch, process 0 merges)"
+    )
+    g.add_argument("--coordinator", metavar="HOST:PORT", default=None,
+                   help="process 0's address (env SPARSEJAX_COORDINATOR)")  # fmt: skip
+    g.add_argument("--num-processes", metavar="P", default=None,
+                   help="processes in the job (env SPARSEJAX_NUM_PROCESSES)")  # fmt: skip
+    g.add_argument("--process-id", metavar="I", default=None,
+                   help="this process, 0..P-1 (env SPARSEJAX_PROCESS_ID)")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,7 +34,7 @@ from sparsejax.attacks import get
 from sparsejax.errors import SparsejaxError
 from sparsejax.evaluation import curves
 from sparsejax.runner import plan as _plan
-from sparsejax.runner import run_attack, store
+from sparsejax.runner import processes, run_attack, store
 
 UNITS = ("pixels", "elements")
 
@@ -266,7 +266,8 @@ def evaluate(
     progress: bool = True,
     workers: int | None = None,
     devices: int | None = None,
-) -> Evaluation:
+    job: processes.Processes | None = None,
+) -> Evaluation | None:
     """Evaluates ``model`` on ``ds`` against ``attacks`` (registered names) and writes
     ``out/evaluation.json``, ``out/<attack>/adversarials.npz``, ``out/robust_accuracy.png``,
     ``out/examples.png`` and ``out/report.md``.
@@ -274,6 +275,11 @@ def evaluate(
     ``overrides``: per attack, ``KEY=VALUE`` config overrides (as ``--set``). A fixed-k
     attack runs at every budget (module doc). Rerunning the same call resumes every
     unfinished run and recomputes the same evaluation.
+
+    ``job``: this process's place in a job of several (default
+    :func:`~sparsejax.runner.processes.current`): every process attacks its share of each
+    run's batches; process 0 merges each run and writes the evaluation. The others
+    return None once their shares are done.
     """
     from sparsejax.evaluation import report
 
@@ -283,6 +289,7 @@ def evaluate(
     )  # fmt: skip
     out = Path(out)
     store.check_writable(out)
+    job = processes.current() if job is None else job
     x = ds.x
     clean_correct = model.predict(x).argmax(1) == ds.y
     n = len(ds)
@@ -299,8 +306,10 @@ def evaluate(
             res = run_attack(
                 spec, cfg, model, ds, folder, batch_size=batch_size, seed=seed,
                 overwrite=overwrite, progress=progress, workers=workers, devices=devices,
-                label=name if k is None else f"{name} k={k}",
+                label=name if k is None else f"{name} k={k}", job=job,
             )  # fmt: skip
+            if not job.merges:
+                continue  # process 0 reads every process's batches
             complete &= bool(res["complete"])
             ex = res["examples"]
             adv = np.load(folder / "adversarials.npz")["x_adv"]
@@ -317,6 +326,8 @@ def evaluate(
             forwards += float(sum(e["forwards"] for e in ex))
             backwards += float(sum(e["backwards"] for e in ex))
             seconds += float(res["summary"]["attack_seconds"])
+        if not job.merges:
+            continue
         if jobs[0][0] is not None:  # fixed-k: the merged adversarials (min-norm: the run's)
             io.write_npz(out / name / "adversarials.npz", x_adv=best_adv, index=ds.indices)
         pixels, elements = _l0(best_adv, x)
@@ -331,6 +342,8 @@ def evaluate(
             | ({"k": [k for k, _ in jobs]} if jobs[0][0] else {}),
         )
 
+    if not job.merges:
+        return None
     ks = [0, *budgets]
     other = "elements" if unit == "pixels" else "pixels"
     star = {u: curves.ensemble(a[u] for a in per_attack.values()) for u in UNITS}

@@ -3,7 +3,8 @@
 - :mod:`.plan`: what will be attacked (items, targets, batches, keys), checked first;
 - :mod:`.store`: the run folder, checked against the run and resumable;
 - :mod:`.execute`: one compiled executable per attack and shapes, batches side by side;
-- :mod:`.report`: results.json, the printed tables and the examples figure.
+- :mod:`.report`: results.json, the printed tables and the examples figure;
+- :mod:`.processes`: several processes on one run (each its share of the batches).
 
 Everything that can be wrong with the request (attack, config, target mode, seed, batch
 size, output folder) is checked before the model sees the dataset and before anything is
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from sparsejax import metrics
-from sparsejax.runner import execute, report, store
+from sparsejax.runner import execute, processes, report, store
 from sparsejax.runner.execute import Interrupted, default_workers
 from sparsejax.runner.plan import (
     TARGET_MODES,
@@ -81,6 +82,8 @@ def run_attack(
     workers: int | None = None,
     label: str | None = None,
     devices: int | None = None,
+    job: processes.Processes | None = None,
+    poll_s: float = 1.0,
 ) -> dict:
     """Attacks every example of ``ds`` (or every image-target pair) and writes the results.
 
@@ -98,8 +101,12 @@ def run_attack(
       workers: compiled calls at the same time (default :func:`default_workers`).
       label: the progress bar's label (default the attack's name).
       devices: local devices each batch is split over (default all; execute.py).
+      job: this process's place in a job of several (default :func:`processes.current`):
+        it attacks its share of the batches; process 0 then waits for the others' batch
+        files (polling every ``poll_s`` seconds) and writes the merged results.json.
 
-    Returns the ``results.json`` content. A KeyboardInterrupt saves what finished, writes
+    Returns the ``results.json`` content (in a process other than 0: of this process's
+    batches so far, not written). A KeyboardInterrupt saves what finished, writes
     results.json and raises :class:`Interrupted`; the same call resumes.
     ``time_per_sample_s`` is the wall time of the attack phases (compilation excluded,
     summed over sessions up to each session's last finished batch) per attacked item.
@@ -116,8 +123,9 @@ def run_attack(
     bs = min(batch_size, n_items)
     schedule = schedule_for(spec, slots, bs)
     n_devices = device_count(devices)
+    job = processes.current() if job is None else job
     fp = fingerprint(spec, config, model, ds, target_mode, seed, bs, schedule, n_devices)
-    run = store.RunStore(out_dir, fp, fingerprint_hash(fp), n_batches=-(-n_items // bs))
+    run = store.RunStore(out_dir, fp, fingerprint_hash(fp), -(-n_items // bs), job)
     run.open(overwrite)  # before the model sees the dataset
 
     clean_logits = model.predict(ds.x)
@@ -128,7 +136,7 @@ def run_attack(
     )  # fmt: skip
     batches = run.load_batches(plan.item_range)
     sessions = run.load_timing()
-    todo = [b for b in range(plan.n_batches) if b not in batches]
+    todo = [b for b in range(plan.n_batches) if b not in batches and job.owns(b)]
     workers = min(default_workers() if workers is None else workers, max(len(todo), 1))
     bar = tqdm(
         total=plan.n_batches, initial=len(batches), desc=label or spec.name, unit="batch",
@@ -149,9 +157,8 @@ def run_attack(
                     session["attack_seconds"] = time.perf_counter() - start
                     session["batches"] += 1
                     run.save_timing(sessions)
-                    if store.due(session["batches"]):
-                        res = report.results(plan, batches, sessions, clean_acc)
-                        run.write_results(res, report.concatenate(batches))
+                    if store.due(session["batches"]) and job.merges:
+                        _write_merged(run, plan, batches, clean_acc, job)
                     bar.update(1)
                     attacked = rec["clean_pred"] == rec["label"]
                     if attacked.any():
@@ -159,10 +166,44 @@ def run_attack(
         except Interrupted:
             bar.close()
             with execute.ctrl_c_sets(stop):  # a second Ctrl-C must not break the saving
-                res = report.results(plan, batches, sessions, clean_acc)
-                run.write_results(res, report.concatenate(batches))
+                if job.merges:
+                    _write_merged(run, plan, batches, clean_acc, job)
             raise Interrupted(len(batches), plan.n_batches) from None
+    if job.count > 1 and not job.merges:  # process 0 merges
+        bar.close()
+        return report.results(plan, batches, [dict(s, process=job.index) for s in sessions],
+                              clean_acc)  # fmt: skip
+    if job.count > 1:
+        batches = _wait_for_the_others(run, plan, batches, bar, job, poll_s, clean_acc)
     bar.close()
-    res = report.results(plan, batches, sessions, clean_acc)
+    return _write_merged(run, plan, batches, clean_acc, job)
+
+
+def _write_merged(run, plan, batches: dict, clean_acc: float, job) -> dict:
+    """results.json and adversarials.npz of every finished batch, written by process 0
+    (in a job of several, the batch files of every process, read again)."""
+    if job.count > 1:
+        batches = {**run.load_batches(plan.item_range), **batches}
+    res = report.results(plan, batches, run.load_all_timing(), clean_acc)
     run.write_results(res, report.concatenate(batches))
     return res
+
+
+def _wait_for_the_others(run, plan, batches, bar, job, poll_s: float, clean_acc) -> dict:
+    """Process 0, its share done: the batches of every process, once all are on disk."""
+    stop = threading.Event()
+    with execute.ctrl_c_sets(stop):
+        while True:
+            batches = {**run.load_batches(plan.item_range), **batches}
+            bar.n = len(batches)
+            missing = sorted({b % job.count for b in range(plan.n_batches) if b not in batches})
+            if not missing:
+                bar.set_postfix_str("")
+                return batches
+            bar.set_postfix_str(
+                f"waiting for process {', '.join(map(str, missing))} (rerun one that stopped)"
+            )
+            if stop.wait(poll_s):  # Ctrl-C: what is there so far, merged
+                bar.close()
+                _write_merged(run, plan, batches, clean_acc, job)
+                raise Interrupted(len(batches), plan.n_batches)

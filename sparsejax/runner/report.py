@@ -55,9 +55,15 @@ def _examples(cat: dict) -> list[dict]:
 
 
 def results(plan: Plan, batches: dict, sessions: list[dict], clean_accuracy: float) -> dict:
-    """The content of results.json (SPEC §5) from the finished batches."""
+    """The content of results.json (SPEC §5) from the finished batches and the sessions
+    of every process that ran them (each tagged ``process``; untagged: process 0)."""
     cat = concatenate(batches)
-    attack_s = float(sum(s["attack_seconds"] for s in sessions))
+    attack_s = float(sum(s["attack_seconds"] for s in sessions))  # compute seconds, summed
+    per_process: dict[int, float] = {}
+    for s in sessions:
+        p = int(s.get("process", 0))
+        per_process[p] = per_process.get(p, 0.0) + s["attack_seconds"]
+    wall_s = max(per_process.values(), default=0.0)  # processes run side by side
     summary: dict[str, Any] = {}
     if cat:
         attacked = cat["clean_pred"] == cat["label"]
@@ -72,11 +78,14 @@ def results(plan: Plan, batches: dict, sessions: list[dict], clean_accuracy: flo
         n_att = int(attacked.sum())
         summary["time_per_sample_s"] = attack_s / n_att if n_att else None
         # Throughput over every item of the finished batches (a misclassified one costs
-        # its clean pass too), in total and per device the batches were split over.
-        per_s = len(cat["index"]) / attack_s if attack_s > 0 else None
+        # its clean pass too): in total (the items over the busiest process's attack
+        # seconds) and per device (every process's batches split over plan.devices).
+        per_s = len(cat["index"]) / wall_s if wall_s > 0 else None
+        n_devices = plan.devices * max(len(per_process), 1)
         summary["devices"] = plan.devices
+        summary["processes"] = max(len(per_process), 1)
         summary["items_per_second"] = per_s
-        summary["items_per_second_per_device"] = per_s / plan.devices if per_s else None
+        summary["items_per_second_per_device"] = per_s / n_devices if per_s else None
         summary["model_evals_per_sample"] = (
             float(cat["model_evals"][attacked].mean()) if n_att else None
         )

@@ -6,18 +6,22 @@ Layout of ``OUT/``:
 - ``batches/batch_NNNNN.npz``: one file per finished batch, written atomically, carrying
   its identity (the run's fingerprint hash, the batch index, the item range); a file whose
   identity or keys do not match is refused by name, never merged;
-- ``timing.json``: the attack and compile seconds of every session;
+- ``timing.json``: the attack and compile seconds of every session (in a job of several
+  processes, process ``I > 0`` keeps its own in ``timing.pI.json``; processes.py);
 - ``results.json`` and ``adversarials.npz``: rewritten after 1, 2, 4, 8, ... batches, at the
   end and on an interruption (so the I/O stays linear in the run's length), always valid.
 
 A folder that holds another run, batches without a ``run.json``, or an unreadable
 ``run.json`` is refused; ``overwrite`` clears the folder's run files and starts afresh.
-Temporary files left by a killed writer are removed.
+Temporary files left by a killed writer are removed (with several processes on one folder,
+each removes only those of the files it writes: its batches and its timing file, and
+process 0 the results).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -25,6 +29,7 @@ import numpy as np
 
 from sparsejax import io
 from sparsejax.errors import SparsejaxError
+from sparsejax.runner.processes import SINGLE, Processes
 
 RESULT_FIELDS = (
     "success",
@@ -73,8 +78,16 @@ def check_writable(out: str | Path, what: str = "--out") -> None:
 class RunStore:
     """The files of one run in ``out`` (see the module doc)."""
 
-    def __init__(self, out: str | Path, fingerprint: dict, run_hash: str, n_batches: int):
+    def __init__(
+        self,
+        out: str | Path,
+        fingerprint: dict,
+        run_hash: str,
+        n_batches: int,
+        processes: Processes = SINGLE,
+    ):
         self.given = out  # as given: "" must not become the working directory
+        self.processes = processes
         self.out = Path(out)
         self.fingerprint = fingerprint
         self.run_hash = run_hash
@@ -87,8 +100,14 @@ class RunStore:
         """Checks the folder against this run (refusing a different or damaged one;
         ``overwrite`` clears it first), removes stale temporary files, writes ``run.json``."""
         check_writable(self.given)
+        if overwrite and not self.processes.merges:
+            raise SparsejaxError(
+                f"--overwrite: only process 0 clears a run folder (this is process "
+                f"{self.processes.index}); start process 0 with --overwrite first"
+            )
         for tmp in [*self.out.glob(".*.tmp"), *self.batch_dir.glob(".*.tmp")]:
-            tmp.unlink(missing_ok=True)  # left by a writer killed mid-write
+            if self._writes(tmp.name):
+                tmp.unlink(missing_ok=True)  # left by a writer killed mid-write
         if overwrite:  # start afresh, whatever the folder holds
             self.clear()
         problem = self._problem()
@@ -98,6 +117,18 @@ class RunStore:
         io.write_json(
             self.out / "run.json", {"fingerprint": self.fingerprint, "run": self.run_hash}
         )
+
+    def _writes(self, tmp_name: str) -> bool:
+        """Whether this process writes the file a temporary ``.NAME.XXXX.tmp`` belongs to."""
+        p = self.processes
+        if p.count == 1:
+            return True
+        batch = re.match(r"^\.batch_(\d+)\.npz\.", tmp_name)
+        if batch:
+            return p.owns(int(batch.group(1)))
+        if tmp_name.startswith(f".{self._timing_file().name}."):
+            return True
+        return p.merges and tmp_name.startswith(tuple(f".{n}." for n in OUTPUTS))
 
     def _problem(self) -> str | None:
         run_file = self.out / "run.json"
@@ -126,6 +157,8 @@ class RunStore:
         shutil.rmtree(self.batch_dir, ignore_errors=True)
         for name in OUTPUTS:
             (self.out / name).unlink(missing_ok=True)
+        for f in self.out.glob("timing.p*.json"):
+            f.unlink(missing_ok=True)
 
     # ----------------------------------------------------------------------- batches
 
@@ -175,15 +208,29 @@ class RunStore:
 
     # ----------------------------------------------------------------------- timing and results
 
-    def load_timing(self) -> list[dict]:
-        f = self.out / "timing.json"
+    def _timing_file(self, index: int | None = None) -> Path:
+        index = self.processes.index if index is None else index
+        return self.out / ("timing.json" if index == 0 else f"timing.p{index}.json")
+
+    def load_timing(self, index: int | None = None) -> list[dict]:
+        """The sessions of process ``index`` (default this one)."""
+        f = self._timing_file(index)
         try:
             return list(json.loads(f.read_text())["sessions"]) if f.is_file() else []
         except (ValueError, KeyError, TypeError):
             return []  # a damaged timing file only loses the earlier sessions' seconds
 
+    def load_all_timing(self) -> list[dict]:
+        """Every process's sessions, each tagged with its ``process``."""
+        indices = [0] + sorted(
+            int(m.group(1))
+            for f in self.out.glob("timing.p*.json")
+            if (m := re.fullmatch(r"timing\.p(\d+)\.json", f.name)) and int(m.group(1)) > 0
+        )
+        return [dict(s, process=i) for i in indices for s in self.load_timing(i)]
+
     def save_timing(self, sessions: list[dict]) -> None:
-        io.write_json(self.out / "timing.json", {"sessions": sessions})
+        io.write_json(self._timing_file(), {"sessions": sessions})
 
     def write_results(self, results: dict, records: dict) -> None:
         io.write_json(self.out / "results.json", results)
