@@ -224,6 +224,16 @@ def _join(args):
     return job
 
 
+def _memory_budget(args) -> int | None:
+    """--memory-budget in bytes (None: the default of sparsejax.runner.memory)."""
+    from sparsejax.runner import memory
+
+    if args.memory_budget is None:
+        memory.default_budget()  # a bad $SPARSEJAX_MEMORY_BUDGET_GIB fails here
+        return None
+    return memory.check_budget(args.memory_budget * memory.GIB)
+
+
 def _process_line(job, what: str) -> None:
     print(
         f"process {job.index} of {job.count}: its share of {what} is done; "
@@ -235,6 +245,7 @@ def cmd_attack(args) -> int:
     from sparsejax import attacks, data, models, runner
 
     job = _join(args)
+    budget = _memory_budget(args)
     spec = attacks.get(args.attack)
     models.get_spec(args.model)
     data.check_dataset_name(args.dataset)
@@ -249,7 +260,7 @@ def cmd_attack(args) -> int:
         res = runner.run_attack(
             spec, config, model, ds, args.out, batch_size=args.batch_size, slots=args.slots,
             target_mode=args.targeted, seed=args.seed, overwrite=args.overwrite,
-            workers=args.workers, devices=args.devices, job=job,
+            workers=args.workers, devices=args.devices, job=job, memory_budget=budget,
         )  # fmt: skip
     except runner.Interrupted as e:
         _exit_interrupted(f"{e.done} of {e.total} batches saved in {args.out}")
@@ -297,6 +308,7 @@ def cmd_evaluate(args) -> int:
     from sparsejax import data, evaluation, runner
 
     job = _join(args)
+    budget = _memory_budget(args)
     names, budgets, overrides = _evaluation_request(args)
     data.check_dataset_name(args.dataset)
     runner.store.check_writable(args.out)
@@ -305,7 +317,7 @@ def cmd_evaluate(args) -> int:
         evaluation.evaluate(
             model, ds, names, budgets, args.unit, args.out, overrides=overrides,
             batch_size=args.batch_size, seed=args.seed, overwrite=args.overwrite,
-            workers=args.workers, devices=args.devices, job=job,
+            workers=args.workers, devices=args.devices, job=job, memory_budget=budget,
         )  # fmt: skip
     except runner.Interrupted as e:
         _exit_interrupted(
@@ -558,6 +570,14 @@ def _add_devices_arg(p) -> None:
         type=int,
         default=None,
         help="local devices each batch is split over (default: all of them)",
+    )
+    p.add_argument(
+        "--memory-budget",
+        type=float,
+        metavar="GIB",
+        default=None,
+        help="GiB the compiled attack may hold: its lanes are capped to fit (default 8, "
+        "applied to inputs of 65,536 elements or more; env SPARSEJAX_MEMORY_BUDGET_GIB)",
     )
     g = p.add_argument_group(
         "several processes (jax.distributed; each attacks every P-th batch, process 0 merges)"

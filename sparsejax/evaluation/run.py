@@ -267,6 +267,7 @@ def evaluate(
     workers: int | None = None,
     devices: int | None = None,
     job: processes.Processes | None = None,
+    memory_budget: int | None = None,
 ) -> Evaluation | None:
     """Evaluates ``model`` on ``ds`` against ``attacks`` (registered names) and writes
     ``out/evaluation.json``, ``out/<attack>/adversarials.npz``, ``out/robust_accuracy.png``,
@@ -279,7 +280,7 @@ def evaluate(
     ``job``: this process's place in a job of several (default
     :func:`~sparsejax.runner.processes.current`): every process attacks its share of each
     run's batches; process 0 merges each run and writes the evaluation. The others
-    return None once their shares are done.
+    return None once their shares are done. ``memory_budget``: as ``run_attack``'s.
     """
     from sparsejax.evaluation import report
 
@@ -307,6 +308,7 @@ def evaluate(
                 spec, cfg, model, ds, folder, batch_size=batch_size, seed=seed,
                 overwrite=overwrite, progress=progress, workers=workers, devices=devices,
                 label=name if k is None else f"{name} k={k}", job=job,
+                memory_budget=memory_budget,
             )  # fmt: skip
             if not job.merges:
                 continue  # process 0 reads every process's batches

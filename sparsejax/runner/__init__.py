@@ -13,6 +13,7 @@ compiled.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from sparsejax import metrics
-from sparsejax.runner import execute, processes, report, store
+from sparsejax.runner import execute, memory, processes, report, store
 from sparsejax.runner.execute import Interrupted, default_workers
 from sparsejax.runner.plan import (
     TARGET_MODES,
@@ -31,6 +32,7 @@ from sparsejax.runner.plan import (
     get_attack,
     make_config,
     make_plan,
+    probe_plan,
     schedule_for,
 )
 from sparsejax.runner.report import cases_table, examples_figure, table1_row
@@ -84,6 +86,7 @@ def run_attack(
     devices: int | None = None,
     job: processes.Processes | None = None,
     poll_s: float = 1.0,
+    memory_budget: int | None = None,
 ) -> dict:
     """Attacks every example of ``ds`` (or every image-target pair) and writes the results.
 
@@ -104,6 +107,9 @@ def run_attack(
       job: this process's place in a job of several (default :func:`processes.current`):
         it attacks its share of the batches; process 0 then waits for the others' batch
         files (polling every ``poll_s`` seconds) and writes the merged results.json.
+      memory_budget: bytes the compiled attack may hold at its peak: the lanes (queue) or
+        the chunk (lockstep) are capped to fit (memory.py; default: 8 GiB, applied to
+        examples of 65,536 elements or more). results.json records the measured cost.
 
     Returns the ``results.json`` content (in a process other than 0: of this process's
     batches so far, not written). A KeyboardInterrupt saves what finished, writes
@@ -122,6 +128,9 @@ def run_attack(
     n_items = len(ds) * (model.num_classes - 1 if target_mode == "all" else 1)
     bs = min(batch_size, n_items)
     schedule = schedule_for(spec, slots, bs)
+    probe = probe_plan(spec, config, model, ds, target_mode=target_mode, seed=seed,
+                       batch_size=bs, schedule=schedule)  # fmt: skip
+    schedule, lane_cost = memory.fit(probe, memory_budget)
     n_devices = device_count(devices)
     job = processes.current() if job is None else job
     fp = fingerprint(spec, config, model, ds, target_mode, seed, bs, schedule, n_devices)
@@ -134,6 +143,8 @@ def run_attack(
         spec, config, model, ds, target_mode=target_mode, seed=seed, batch_size=bs,
         schedule=schedule, fp=fp, clean_logits=clean_logits, devices=n_devices,
     )  # fmt: skip
+    if lane_cost is not None:
+        plan = dataclasses.replace(plan, memory=lane_cost.describe(memory_budget, schedule))
     batches = run.load_batches(plan.item_range)
     sessions = run.load_timing()
     todo = [b for b in range(plan.n_batches) if b not in batches and job.owns(b)]

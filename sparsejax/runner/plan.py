@@ -151,6 +151,8 @@ def fingerprint(
     }
     if schedule.kind == "queue":
         out["lanes"] = schedule.width
+    elif schedule.width is not None and schedule.width < batch_size:
+        out["chunk"] = schedule.width  # lockstep in chunks (memory.py): other batch shapes
     if target_mode == "random" or spec.needs_key:
         out["seed"] = seed
     if devices > 1:
@@ -199,6 +201,7 @@ class Plan:
     schedule: Schedule
     fingerprint: dict
     devices: int = 1  # local devices each batch is split over (execute.py)
+    memory: dict | None = None  # the lane cost and cap of memory.py, when it probed
 
     @property
     def n_items(self) -> int:
@@ -237,6 +240,19 @@ class Plan:
             # SAPF-GS / VI inputs, computed here on the host (no callback in the program).
             "extras": {} if prepare is None else prepare(x, self.config, {}),
         }
+
+
+def probe_plan(spec, config, model, ds, *, target_mode, seed, batch_size, schedule) -> Plan:
+    """A plan of the run's shapes before the clean pass (for memory.py's probe): the first
+    example, with a stand-in target where the run is targeted."""
+    targets = None
+    if target_mode is not None:
+        targets = np.asarray([(int(ds.y[0]) + 1) % model.num_classes], np.int32)
+    return Plan(
+        spec=spec, config=config, model=model, ds=ds, target_mode=target_mode, seed=seed,
+        positions=np.zeros(1, int), targets=targets, batch_size=batch_size, schedule=schedule,
+        fingerprint={},
+    )  # fmt: skip
 
 
 def make_plan(

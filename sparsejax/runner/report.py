@@ -101,6 +101,8 @@ def results(plan: Plan, batches: dict, sessions: list[dict], clean_accuracy: flo
             Status(int(c)).name: int(n)
             for c, n in zip(*np.unique(cat["status"], return_counts=True), strict=True)
         }
+    if plan.memory is not None:
+        summary["memory"] = plan.memory  # memory.py: the compiled program's cost per lane
     summary["attack_seconds"] = attack_s
     summary["compile_s"] = sessions[-1]["compile_seconds"] if sessions else None
     summary["workers"] = sessions[-1]["workers"] if sessions else None
