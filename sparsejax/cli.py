@@ -29,7 +29,8 @@ def _add_data_args(p: argparse.ArgumentParser, default_dataset: str | None = Non
         "--dataset",
         required=default_dataset is None,
         default=default_dataset,
-        help="registered name (mnist, fashion_mnist, cifar10, digits) or npz:PATH",
+        help="registered name (mnist, fashion_mnist, cifar10, digits), npz:PATH or "
+        "imagenet:DIR (images preprocessed as the model names)",
     )
     p.add_argument("--split", default="test", choices=["test", "train"])
     p.add_argument("--n", type=int, default=None, help="number of examples (default: all)")
@@ -49,17 +50,36 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _check_dataset(dataset: str, model_name: str) -> str | None:
+    """Checks a dataset name against a model (no weights or images read) and returns the
+    preprocessing to load it with: the model's own for ``imagenet:DIR``, else None."""
+    from sparsejax import data, models
+
+    spec = models.get_spec(model_name)
+    data.check_dataset_name(dataset)
+    if not data.is_imagenet(dataset):
+        return None
+    if spec.preprocessing is None:
+        raise SparsejaxError(
+            f"model {spec.name} names no preprocessing for ImageNet images, so it cannot take "
+            f"dataset {dataset!r} (give an npz:PATH of {spec.input_shape} images instead)"
+        )
+    data.get_preprocessing(spec.preprocessing)
+    return spec.preprocessing
+
+
 def _load_model_and_data(args):
     """Resolves and checks model, weights and data; nothing is compiled here."""
     from sparsejax import data, models
     from sparsejax.validation import check_images, check_labels
 
-    models.get_spec(args.model)  # unknown name fails before the weights are read
-    data.check_dataset_name(args.dataset)
+    # unknown names and a model that cannot take the dataset fail before weights are read
+    preprocessing = _check_dataset(args.dataset, args.model)
     model = models.load(args.model, args.weights)
     ds = data.load_dataset(
-        args.dataset, split=args.split, n=args.n, offset=args.offset, data_dir=args.data_dir
-    )
+        args.dataset, split=args.split, n=args.n, offset=args.offset, data_dir=args.data_dir,
+        preprocessing=preprocessing,
+    )  # fmt: skip
     check_images(ds.x, model, what=f"dataset {args.dataset!r}")
     check_labels(ds.y, len(ds), model.num_classes, what=f"labels of dataset {args.dataset!r}")
     return model, ds
@@ -80,6 +100,10 @@ def cmd_datasets(args) -> int:
     for name in data.dataset_names():
         print(name)
     print("npz:PATH  (x uint8 (N,H,W[,C]) or float in [0,1], y integer labels)")
+    print(
+        "imagenet:DIR  (DIR/images/ + DIR/labels.txt, DIR/val/<wnid>/, or a tensorflow-datasets "
+        "dir with imagenet2012; preprocessed as the model names)"
+    )
     return 0
 
 
@@ -101,7 +125,10 @@ def cmd_port(args) -> int:
     if args.check_dataset:
         from sparsejax import data
 
-        ds = data.load_dataset(args.check_dataset, n=args.n, data_dir=args.data_dir)
+        ds = data.load_dataset(
+            args.check_dataset, n=args.n, data_dir=args.data_dir,
+            preprocessing=_check_dataset(args.check_dataset, spec.name),
+        )  # fmt: skip
         ported = models.load(spec.name, out)
         acc = float((ported.predict(ds.x, progress=True).argmax(1) == ds.y).mean())
         print(f"accuracy of the ported checkpoint on {len(ds)} {ds.name} images: {acc:.4f}")
@@ -242,13 +269,12 @@ def _process_line(job, what: str) -> None:
 
 
 def cmd_attack(args) -> int:
-    from sparsejax import attacks, data, models, runner
+    from sparsejax import attacks, runner
 
     job = _join(args)
     budget = _memory_budget(args)
     spec = attacks.get(args.attack)
-    models.get_spec(args.model)
-    data.check_dataset_name(args.dataset)
+    _check_dataset(args.dataset, args.model)
     config = runner.make_config(spec, args.set, targeted=args.targeted is not None)
     runner.plan.check_request(
         spec, config, target_mode=args.targeted, seed=args.seed, batch_size=args.batch_size,
@@ -305,12 +331,12 @@ def _evaluation_request(args):
 
 
 def cmd_evaluate(args) -> int:
-    from sparsejax import data, evaluation, runner
+    from sparsejax import evaluation, runner
 
     job = _join(args)
     budget = _memory_budget(args)
     names, budgets, overrides = _evaluation_request(args)
-    data.check_dataset_name(args.dataset)
+    _check_dataset(args.dataset, args.model)
     runner.store.check_writable(args.out)
     model, ds = _load_model_and_data(args)
     try:

@@ -14,6 +14,10 @@ sources are tried in order and the first that can serve wins:
 When no source can serve, :class:`~sparsejax.errors.DatasetUnavailableError` says what was
 tried and why each failed. Subsets are deterministic: ``offset`` and ``n`` pick
 consecutive examples in the split's own order (the papers attack "the first N test images").
+
+``imagenet:DIR`` serves ImageNet images of any size, brought to a model's input by the
+preprocessing that the model names (``ModelSpec.preprocessing``, a key of
+:data:`PREPROCESSING`), once, on the host (see :func:`load_imagenet_items`).
 """
 
 from __future__ import annotations
@@ -254,6 +258,333 @@ def _read_tfds(tfds, tfds_name, split, kw, start, stop):
 
 
 # ----------------------------------------------------------------------------------------
+# ImageNet: image files of any size, preprocessed on the host for the model at hand
+# ----------------------------------------------------------------------------------------
+
+IMAGENET_PREFIX = "imagenet:"
+IMAGENET_NUM_CLASSES = 1000
+_IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
+
+
+@dataclasses.dataclass(frozen=True)
+class Preprocessing:
+    """A deterministic host-side transform from a decoded RGB image to a model input.
+
+    Attributes:
+      name: its key in :data:`PREPROCESSING` (what ``ModelSpec.preprocessing`` names).
+      fn: ``PIL.Image.Image (RGB, any size) -> uint8[H, W, 3]`` of ``output_shape``.
+      output_shape: (H, W, 3) of every output.
+      description: one line for listings and result files.
+    """
+
+    name: str
+    fn: Callable[..., np.ndarray]
+    output_shape: tuple[int, int, int]
+    description: str
+
+    def __call__(self, img) -> np.ndarray:
+        return self.fn(img)
+
+
+def _pil():
+    from PIL import Image
+
+    return Image
+
+
+def resize_shorter(img, size: int):
+    """torchvision's ``Resize(size)`` on a PIL image: the shorter side becomes ``size``, the
+    longer ``int(size * long / short)`` (truncated), PIL bilinear (antialiased when it
+    shrinks, as PIL always is)."""
+    w, h = img.size
+    short, long = (w, h) if w <= h else (h, w)
+    new_long = int(size * long / short)
+    new = (size, new_long) if w <= h else (new_long, size)  # PIL sizes are (width, height)
+    return img.resize(new, _pil().BILINEAR)
+
+
+def center_crop(img, size: int):
+    """torchvision's ``CenterCrop(size)`` on a PIL image at least ``size`` on each side: the
+    offsets are ``round((n - size) / 2)``, Python's round (half to even)."""
+    w, h = img.size
+    if w < size or h < size:
+        raise SparsejaxError(f"center crop {size}: image {w}x{h} is smaller")
+    top, left = round((h - size) / 2), round((w - size) / 2)
+    return img.crop((left, top, left + size, top + size))
+
+
+def tf_central_crop_box(width: int, height: int, fraction: float) -> tuple[int, int, int, int]:
+    """TF-slim's ``tf.image.central_crop`` box (left, upper, right, lower): per axis the
+    start is ``int((n - n * fraction) / 2)`` and the size ``n - 2 * start``. 227 at 0.875
+    gives (14, 14, 213, 213)."""
+    left = int((width - width * fraction) / 2)
+    top = int((height - height * fraction) / 2)
+    return left, top, width - left, height - top
+
+
+def _torchvision(resize: int, crop: int):
+    def fn(img):
+        return np.asarray(center_crop(resize_shorter(img, resize), crop), dtype=np.uint8)
+
+    return fn
+
+
+def _tf_slim_inception(img, size: int = 224, fraction: float = 0.875) -> np.ndarray:
+    # TF-slim's inception eval preprocessing (central 87.5% crop, bilinear resize to the
+    # model's size); the resize is PIL's bilinear on the uint8 crop, as the assets README
+    # measured the model with, not TensorFlow's float resize_bilinear.
+    box = tf_central_crop_box(*img.size, fraction)
+    out = img.crop(box).resize((size, size), _pil().BILINEAR)
+    return np.asarray(out, dtype=np.uint8)
+
+
+PREPROCESSING: dict[str, Preprocessing] = {
+    p.name: p
+    for p in [
+        Preprocessing(
+            "torchvision-256-224",
+            _torchvision(256, 224),
+            (224, 224, 3),
+            "torchvision eval: Resize(256) on the shorter side (PIL bilinear), CenterCrop(224)",
+        ),
+        Preprocessing(
+            "torchvision-342-299",
+            _torchvision(342, 299),
+            (299, 299, 3),
+            "torchvision eval for Inception-v3: Resize(342) (PIL bilinear), CenterCrop(299)",
+        ),
+        Preprocessing(
+            "tf-slim-inception",
+            _tf_slim_inception,
+            (224, 224, 3),
+            "TF-slim inception eval: central 87.5% crop, PIL bilinear resize to 224x224",
+        ),
+    ]
+}
+
+
+def get_preprocessing(name: str) -> Preprocessing:
+    try:
+        return PREPROCESSING[name]
+    except KeyError:
+        raise UnknownNameError(
+            f"unknown preprocessing {name!r}; known: {', '.join(sorted(PREPROCESSING))}"
+        ) from None
+
+
+def is_imagenet(name: str) -> bool:
+    """Whether a dataset name is ``imagenet:DIR`` (image files that need a preprocessing)."""
+    return name.startswith(IMAGENET_PREFIX)
+
+
+@dataclasses.dataclass(frozen=True)
+class _ImageNetItems:
+    """What an ImageNet source holds, before any image is decoded."""
+
+    read: Callable[[int, int], list]  # (start, stop) -> decoded RGB PIL images
+    labels: Callable[[int, int], np.ndarray]  # (start, stop) -> int labels
+    total: int
+    source: str
+    class_names: tuple[str, ...] | None
+
+
+def _read_synsets(path: Path) -> tuple[list[str], list[str]]:
+    """(WNIDs, first class name of each) of a ``synset_words.txt`` (``WNID name, name``)."""
+    wnids, names = [], []
+    for k, line in enumerate(path.read_text().splitlines()):
+        if not line.strip():
+            continue
+        wnid, _, words = line.strip().partition(" ")
+        if not wnid.startswith("n") or not words:
+            raise SparsejaxError(f"{path}: line {k + 1} is not 'WNID class name': {line[:60]!r}")
+        wnids.append(wnid)
+        names.append(words.split(",")[0].strip())
+    if len(wnids) != IMAGENET_NUM_CLASSES or len(set(wnids)) != len(wnids):
+        raise SparsejaxError(
+            f"{path}: {len(set(wnids))} distinct WNIDs, expected {IMAGENET_NUM_CLASSES}"
+        )
+    return wnids, names
+
+
+def _decode(path: Path):
+    try:
+        with _pil().open(path) as img:
+            return img.convert("RGB")  # grey and CMYK JPEGs exist in ILSVRC; torchvision does this
+    except Exception as e:
+        raise SparsejaxError(f"{path}: cannot read the image ({type(e).__name__}: {e})") from None
+
+
+def _imagenet_layout(root: Path) -> str:
+    """'list' (images/ + labels.txt), 'folders' (val/<wnid>/ or train/<wnid>/) or 'tfds' (a
+    tensorflow-datasets data dir with imagenet2012); a one-line error otherwise."""
+    name = f"{IMAGENET_PREFIX}{root}"
+    if not root.is_dir():
+        raise SparsejaxError(f"dataset {name!r}: no such directory {root}")
+    if (root / "labels.txt").is_file():
+        if not (root / "images").is_dir():
+            raise SparsejaxError(f"dataset {name!r}: {root / 'labels.txt'} but no images/ folder")
+        return "list"
+    if (root / "images").is_dir():
+        raise SparsejaxError(
+            f"dataset {name!r}: {root / 'images'} has no labels file {root / 'labels.txt'} "
+            "(one 'FILE LABEL' line per image, labels 0-999 in sorted-WNID order)"
+        )
+    if (root / "val").is_dir() or (root / "train").is_dir():
+        return "folders"
+    if (root / "imagenet2012").is_dir():
+        return "tfds"
+    raise SparsejaxError(
+        f"dataset {name!r}: {root} holds neither images/ with labels.txt, nor val/<wnid>/ "
+        "folders, nor a prepared tensorflow-datasets imagenet2012"
+    )
+
+
+def _imagenet_list(root: Path, split: str) -> _ImageNetItems:
+    if split != "test":
+        raise SparsejaxError(
+            f"dataset 'imagenet:{root}': images/ + labels.txt is one split (served as 'test'), "
+            f"not {split!r}"
+        )
+    files, labels = [], []
+    for k, line in enumerate((root / "labels.txt").read_text().splitlines()):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+            raise SparsejaxError(
+                f"{root / 'labels.txt'}: line {k + 1} is not 'FILE LABEL': {line[:60]!r}"
+            )
+        files.append(root / "images" / parts[0])
+        labels.append(int(parts[1]))
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise SparsejaxError(
+            f"{root / 'labels.txt'} names {len(missing)} file(s) missing from "
+            f"{root / 'images'}: {', '.join(missing[:3])}"
+        )
+    synsets = root / "synset_words.txt"
+    names = tuple(_read_synsets(synsets)[1]) if synsets.is_file() else None
+    y = np.asarray(labels, np.int64)
+    return _ImageNetItems(
+        lambda a, b: [_decode(f) for f in files[a:b]],
+        lambda a, b: y[a:b],
+        len(files),
+        f"imagenet:{root} (images/ + labels.txt)",
+        names,
+    )
+
+
+def _imagenet_folders(root: Path, split: str) -> _ImageNetItems:
+    sub = root / ("val" if split == "test" else "train")
+    if not sub.is_dir():
+        raise SparsejaxError(
+            f"dataset 'imagenet:{root}': no {sub.name}/ folder for split {split!r}"
+        )
+    folders = sorted(d.name for d in sub.iterdir() if d.is_dir())
+    synsets = root / "synset_words.txt"
+    if synsets.is_file():
+        wnids, names = _read_synsets(synsets)
+        index = {w: i for i, w in enumerate(sorted(wnids))}
+        by_wnid = dict(zip(wnids, names, strict=True))
+        class_names = tuple(by_wnid[w] for w in sorted(wnids))
+        unknown = [f for f in folders if f not in index]
+        if unknown:
+            raise SparsejaxError(f"{sub}: folder(s) {unknown[:3]} are not WNIDs of {synsets}")
+    else:
+        # The label is the WNID's index among all 1000: with fewer folders and no list of
+        # WNIDs, the indices would be wrong.
+        if len(folders) != IMAGENET_NUM_CLASSES:
+            raise SparsejaxError(
+                f"{sub}: {len(folders)} class folders, not {IMAGENET_NUM_CLASSES}; put the "
+                f"WNID list synset_words.txt in {root} to label a subset"
+            )
+        index, class_names = {w: i for i, w in enumerate(folders)}, None
+    items = [
+        (f.name, f, index[w])
+        for w in folders
+        for f in (sub / w).iterdir()
+        if f.suffix.lower() in _IMAGE_SUFFIXES
+    ]
+    # File-name order: ILSVRC2012_val_00000001 ... is the official validation order, so
+    # "the first n images" mix the classes instead of taking class 0 first.
+    items.sort()
+    files = [f for _, f, _ in items]
+    y = np.asarray([label for _, _, label in items], np.int64)
+    return _ImageNetItems(
+        lambda a, b: [_decode(f) for f in files[a:b]],
+        lambda a, b: y[a:b],
+        len(files),
+        f"imagenet:{root} ({sub.name}/<wnid>/)",
+        class_names,
+    )
+
+
+def _imagenet_tfds(root: Path, split: str) -> _ImageNetItems:
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError:
+        raise SparsejaxError(
+            f"dataset 'imagenet:{root}': reading its imagenet2012 needs tensorflow-datasets"
+        ) from None
+    tfds_split = "validation" if split == "test" else "train"
+    try:
+        with _quiet_absl():
+            src = tfds.data_source("imagenet2012", split=tfds_split, data_dir=str(root))
+            total = len(src)
+    except Exception as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise SparsejaxError(
+            f"dataset 'imagenet:{root}': tensorflow-datasets cannot serve its imagenet2012 "
+            f"{tfds_split} split ({reason[:160]})"
+        ) from None
+    synsets = root / "synset_words.txt"
+    names = tuple(_read_synsets(synsets)[1]) if synsets.is_file() else None
+    Image = _pil()
+
+    def read(a, b):
+        return [Image.fromarray(np.asarray(src[i]["image"])).convert("RGB") for i in range(a, b)]
+
+    def labels(a, b):
+        return np.asarray([int(src[i]["label"]) for i in range(a, b)], np.int64)
+
+    # tensorflow-datasets numbers imagenet2012's classes in sorted-WNID order too.
+    return _ImageNetItems(read, labels, total, f"tfds:imagenet2012 in {root}", names)
+
+
+def load_imagenet_items(name: str, split: str = "test") -> _ImageNetItems:
+    """The images of ``imagenet:DIR`` (nothing decoded yet). Three layouts of DIR:
+
+    - ``DIR/images/*`` with ``DIR/labels.txt`` of ``FILE LABEL`` lines (dataset order: the
+      lines' order; one split, served as ``test``);
+    - ``DIR/val/<wnid>/*`` (``test``) or ``DIR/train/<wnid>/*`` (``train``): the label is
+      the WNID's index in sorted order, among the 1000 WNIDs of ``DIR/synset_words.txt``
+      when present (a subset of folders is then fine), else among the 1000 folders;
+      dataset order: file names (the official order of ILSVRC2012_val_*);
+    - a tensorflow-datasets data dir holding a prepared ``imagenet2012`` (``validation`` as
+      ``test``), read with ``tfds.data_source``.
+
+    Class names come from ``DIR/synset_words.txt`` (``WNID name, synonyms``) when present.
+    """
+    root = Path(name[len(IMAGENET_PREFIX) :])
+    layout = _imagenet_layout(root)
+    if split not in ("test", "train"):
+        raise SparsejaxError(f"dataset {name!r}: unknown split {split!r}; known ('test', 'train')")
+    return {"list": _imagenet_list, "folders": _imagenet_folders, "tfds": _imagenet_tfds}[layout](
+        root, split
+    )
+
+
+def _preprocess_all(images: list, prep: Preprocessing, name: str) -> np.ndarray:
+    out = np.empty((len(images), *prep.output_shape), np.uint8)
+    for k, img in enumerate(images):
+        arr = prep(img)
+        if arr.shape != prep.output_shape:  # a preprocessing bug, never the user's input
+            raise SparsejaxError(f"dataset {name!r}: {prep.name} gave {arr.shape}")
+        out[k] = arr
+    return out
+
+
+# ----------------------------------------------------------------------------------------
 # Registry
 # ----------------------------------------------------------------------------------------
 
@@ -331,12 +662,16 @@ DATASETS: dict[str, _DatasetSpec] = {
 
 
 def dataset_names() -> list[str]:
-    """Registered dataset names (``npz:PATH`` is accepted as well)."""
+    """Registered dataset names (``npz:PATH`` and ``imagenet:DIR`` are accepted as well)."""
     return sorted(DATASETS)
 
 
 def check_dataset_name(name: str) -> None:
-    """Raises a one-line error for an unknown name or a missing ``npz:`` file (no loading)."""
+    """Raises a one-line error for an unknown name, a missing ``npz:`` file or an
+    ``imagenet:`` folder of no known layout (no image is read)."""
+    if is_imagenet(name):
+        _imagenet_layout(Path(name[len(IMAGENET_PREFIX) :]))
+        return
     if name.startswith("npz:"):
         path = Path(name[4:])
         if not path.is_file():
@@ -344,7 +679,8 @@ def check_dataset_name(name: str) -> None:
         return
     if name not in DATASETS:
         raise UnknownNameError(
-            f"unknown dataset {name!r}; known: {', '.join(dataset_names())} or npz:PATH"
+            f"unknown dataset {name!r}; known: {', '.join(dataset_names())}, npz:PATH or "
+            "imagenet:DIR"
         )
 
 
@@ -377,6 +713,16 @@ def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray, int | None, tuple | N
     return arrays["x"], y, (len(names) if names else None), names
 
 
+def _check_range(name: str, split: str, total: int, offset: int, n: int | None) -> None:
+    if offset >= total:
+        raise SparsejaxError(f"dataset {name!r}: offset {offset} is past its {total} examples")
+    if n is not None and offset + n > total:
+        raise SparsejaxError(
+            f"dataset {name!r} split {split!r} has {total} examples; "
+            f"asked for {n} from offset {offset}"
+        )
+
+
 def load_dataset(
     name: str,
     split: str = "test",
@@ -384,17 +730,23 @@ def load_dataset(
     offset: int = 0,
     data_dir: str | os.PathLike | None = None,
     use_tfds: bool = True,
+    preprocessing: str | None = None,
 ) -> Dataset:
     """Loads ``n`` consecutive examples starting at ``offset`` of a dataset split.
 
     Args:
-      name: a registered name (:func:`dataset_names`) or ``npz:PATH`` (arrays ``x`` uint8
-        (N,H,W[,C]) or float in [0, 1], ``y`` integer labels, optional ``class_names``).
+      name: a registered name (:func:`dataset_names`), ``npz:PATH`` (arrays ``x`` uint8
+        (N,H,W[,C]) or float in [0, 1], ``y`` integer labels, optional ``class_names``) or
+        ``imagenet:DIR`` (image files, :func:`load_imagenet_items`).
       split: ``test`` (default) or ``train``.
       n: number of examples (None: to the end of the split).
       offset: index of the first example in the split.
-      data_dir: a tensorflow-datasets data dir and/or a folder of local files.
+      data_dir: a tensorflow-datasets data dir and/or a folder of local files (not for
+        ``imagenet:DIR``, which names its folder).
       use_tfds: try tensorflow-datasets first (default) or go straight to local files.
+      preprocessing: for ``imagenet:DIR`` (required there, and only there: arrays are
+        stored at one size), a key of :data:`PREPROCESSING`, normally the model's
+        ``ModelSpec.preprocessing``. Only the ``n`` images asked for are decoded.
 
     Returns:
       A :class:`Dataset`; ``x`` float32[n, H, W, C] in [0, 1], ``y`` int32[n].
@@ -407,12 +759,34 @@ def load_dataset(
         raise SparsejaxError(f"dataset {name!r}: n must be >= 1, got {n}")
     if offset < 0:
         raise SparsejaxError(f"dataset {name!r}: offset must be >= 0, got {offset}")
+    if preprocessing is not None and not is_imagenet(name):
+        raise SparsejaxError(
+            f"dataset {name!r} is stored as arrays of one size: a preprocessing "
+            f"({preprocessing!r}) applies to imagenet:DIR only"
+        )
+    if is_imagenet(name) and data_dir is not None:
+        raise SparsejaxError(f"dataset {name!r} names its folder; --data-dir does not apply")
     data_dir = Path(data_dir) if data_dir is not None else None
     if data_dir is not None and not data_dir.is_dir():
         raise SparsejaxError(f"--data-dir {data_dir}: no such directory")
     stop = None if n is None else offset + n
 
-    if name.startswith("npz:"):
+    if is_imagenet(name):
+        if preprocessing is None:
+            raise SparsejaxError(
+                f"dataset {name!r}: image files of any size need a preprocessing (a model's "
+                f"ModelSpec.preprocessing; known: {', '.join(sorted(PREPROCESSING))})"
+            )
+        prep = get_preprocessing(preprocessing)
+        items = load_imagenet_items(name, split)
+        total = items.total
+        _check_range(name, split, total, offset, n)  # before any image is decoded
+        stop = total if stop is None else stop
+        x_raw = _preprocess_all(items.read(offset, stop), prep, name)
+        y_raw = items.labels(offset, stop)
+        num_classes, class_names = IMAGENET_NUM_CLASSES, items.class_names
+        source = f"{items.source}, preprocessing {prep.name}"
+    elif name.startswith("npz:"):
         path = Path(name[4:])
         x_raw, y_raw, num_classes, class_names = _load_npz(path)
         total, source = int(np.shape(x_raw)[0]), f"npz:{path}"
@@ -446,13 +820,7 @@ def load_dataset(
             total = int(x_all.shape[0])
             x_raw, y_raw = x_all[offset:stop], y_all[offset:stop]
 
-    if offset >= total:
-        raise SparsejaxError(f"dataset {name!r}: offset {offset} is past its {total} examples")
-    if n is not None and offset + n > total:
-        raise SparsejaxError(
-            f"dataset {name!r} split {split!r} has {total} examples; "
-            f"asked for {n} from offset {offset}"
-        )
+    _check_range(name, split, total, offset, n)
     x = to_float_images(x_raw, what=f"dataset {name!r}")
     y = np.asarray(y_raw)
     if y.ndim != 1 or y.shape[0] != x.shape[0] or not np.issubdtype(y.dtype, np.integer):

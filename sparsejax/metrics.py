@@ -163,11 +163,16 @@ def target_cases(
 
 
 def clean_evaluation(model, ds, batch_size: int = 500, progress: bool = True) -> dict:
-    """Clean accuracy of ``model`` on ``ds``, with where both came from (``eval.json``)."""
+    """Clean accuracy of ``model`` on ``ds``, with where both came from (``eval.json``).
+
+    ``predictions``, ``labels`` and ``indices`` hold one entry per example in dataset order:
+    the argmax class, the true label and the example's position in its split.
+    """
     import time
 
     t0 = time.perf_counter()
     logits = model.predict(ds.x, batch_size=batch_size, progress=progress)
+    pred = logits.argmax(1)
     return {
         "model": model.name,
         "weights": model.weights,
@@ -175,6 +180,9 @@ def clean_evaluation(model, ds, batch_size: int = 500, progress: bool = True) ->
         "split": ds.split,
         "source": ds.source,
         "n": len(ds),
-        "accuracy": float((logits.argmax(1) == ds.y).mean()),
+        "accuracy": float((pred == ds.y).mean()),
         "seconds": time.perf_counter() - t0,
+        "predictions": [int(c) for c in pred],
+        "labels": [int(c) for c in ds.y],
+        "indices": [int(i) for i in ds.indices],
     }

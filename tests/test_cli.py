@@ -150,6 +150,8 @@ def test_eval_reports_accuracy(tmp_path, capsys, digits_ckpt):
     ds = data.load_dataset("digits", n=50)
     assert res["n"] == 50
     assert res["accuracy"] == pytest.approx(float((m.predict(ds.x).argmax(1) == ds.y).mean()))
+    assert res["predictions"] == m.predict(ds.x).argmax(1).tolist()  # dataset order
+    assert res["labels"] == ds.y.tolist() and res["indices"] == list(range(50))
     assert "clean accuracy" in capsys.readouterr().out
 
 

@@ -48,7 +48,12 @@ def test_logits_shape_and_parameter_count(name):
     spec = models.get_spec(name)
     shapes = spec.variable_shapes()
     n_params = sum(int(np.prod(s.shape)) for s in jax.tree.leaves(shapes["params"]))
-    out = jax.eval_shape(models.create(name).logits_fn, jnp.zeros((3,) + spec.input_shape))
+    # Shapes only: the ImageNet models' random init would cost seconds each.
+    out = jax.eval_shape(
+        lambda v, x: models.Model(spec, v, "shapes").logits_fn(x),
+        shapes,
+        jnp.zeros((3,) + spec.input_shape),
+    )
     assert out.shape == (3, spec.num_classes)
     expected = {
         "lenet5-mnist": _lenet5(28),
@@ -63,6 +68,23 @@ def test_logits_shape_and_parameter_count(name):
     }
     expected.update({f"resnet{d}-cifar10": _resnet((d - 2) // 6) for d in (20, 32, 44, 56, 110)})
     # ResNet-20/32/44/56/110 give 0.27M/0.46M/0.66M/0.85M/1.7M, as He et al. Table 6.
+    # The torchvision models: the parameter counts of torchvision's model documentation
+    # (Inception-v3's 27,161,264 less its training-only AuxLogits: 3,326,696).
+    expected.update(
+        {
+            "vgg16": 138_357_544,
+            "vgg19": 143_667_240,
+            "resnet18": 11_689_512,
+            "resnet50": 25_557_032,
+            "resnet101": 44_549_160,
+            "resnet152": 60_192_808,
+            "densenet161": 28_681_000,
+            "inception_v3": 27_161_264 - 3_326_696,
+            "mobilenet_v2": 3_504_872,
+            # the TFLite file's 3,489,097 weights and biases less the background logit's
+            "mobilenet_v2-tflite": 3_489_097 - 1_281,
+        }
+    )
     assert n_params == expected[name]
 
 
@@ -91,30 +113,46 @@ def test_predict_pads_the_last_batch():
 
 
 @pytest.mark.parametrize(
-    "stride,padding,size",
+    "stride,padding,size,groups,channels",
     [
-        ((1, 1), ((1, 1), (1, 1)), (9, 9)),
-        ((2, 2), ((1, 1), (1, 1)), (8, 8)),
-        ((2, 2), ((1, 1), (1, 1)), (9, 7)),
-        ((1, 1), ((0, 0), (0, 0)), (7, 6)),
-        ((2, 1), ((0, 0), (1, 1)), (10, 5)),
+        ((1, 1), ((1, 1), (1, 1)), (9, 9), 1, (4, 5)),
+        ((2, 2), ((1, 1), (1, 1)), (8, 8), 1, (4, 5)),
+        ((2, 2), ((1, 1), (1, 1)), (9, 7), 1, (4, 5)),
+        ((1, 1), ((0, 0), (0, 0)), (7, 6), 1, (4, 5)),
+        ((2, 1), ((0, 0), (1, 1)), (10, 5), 1, (4, 5)),
+        # grouped (XLA's feature_group_count, a custom VJP with batch_group_count)
+        ((1, 1), ((1, 1), (1, 1)), (9, 9), 2, (4, 6)),
+        ((2, 2), ((1, 1), (1, 1)), (9, 7), 3, (6, 9)),
+        # depthwise (shifted slices): multiplier 1 as MobileNetV2's, 2, odd strides/padding
+        ((1, 1), ((1, 1), (1, 1)), (9, 9), 6, (6, 6)),
+        ((2, 2), ((1, 1), (1, 1)), (8, 8), 6, (6, 6)),
+        ((2, 2), ((1, 1), (1, 1)), (9, 7), 4, (4, 8)),
+        ((2, 1), ((0, 0), (2, 1)), (10, 5), 4, (4, 4)),
     ],
 )
-def test_conv2d_gradients_equal_jax_rule(stride, padding, size):
-    """The custom VJP (canonical layouts, fast inside loops) computes JAX's own gradients."""
+def test_conv2d_gradients_equal_jax_rule(stride, padding, size, groups, channels):
+    """The custom VJP (canonical layouts, fast inside loops) and the depthwise path compute
+    JAX's own values and gradients (``feature_group_count`` = PyTorch's ``groups``)."""
     from jax import lax
 
     from sparsejax.models.common import conv2d
 
     rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.normal(size=(3, *size, 4)).astype(np.float32))
-    k = jnp.asarray(rng.normal(size=(3, 3, 4, 5)).astype(np.float32))
+    cin, cout = channels
+    x = jnp.asarray(rng.normal(size=(3, *size, cin)).astype(np.float32))
+    k = jnp.asarray(rng.normal(size=(3, 3, cin // groups, cout)).astype(np.float32))
     ref = lambda x, k: lax.conv_general_dilated(
-        x, k, stride, padding, dimension_numbers=("NHWC", "HWIO", "NHWC")
+        x,
+        k,
+        stride,
+        padding,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=groups,
     )
-    out, vjp = jax.vjp(lambda x, k: conv2d(x, k, stride, padding), x, k)
+    out, vjp = jax.vjp(lambda x, k: conv2d(x, k, stride, padding, groups), x, k)
     out_ref, vjp_ref = jax.vjp(ref, x, k)
-    np.testing.assert_allclose(out, out_ref, rtol=1e-6, atol=1e-6)
+    tol = 1e-6 if groups == 1 else 1e-5  # the depthwise sum adds its taps in its own order
+    np.testing.assert_allclose(out, out_ref, rtol=tol, atol=tol)
     g = jnp.asarray(rng.normal(size=out.shape).astype(np.float32))
     for a, b in zip(vjp(g), vjp_ref(g), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)

@@ -51,11 +51,14 @@ def read(path: str | os.PathLike) -> tuple[str, dict, dict]:
 
 
 def sniff(path: str | os.PathLike) -> str:
-    """'torch' for a PyTorch checkpoint (zip or pickle), 'flax' for anything else."""
+    """'torch' for a PyTorch checkpoint (zip or pickle), 'tflite' for a TFLite flatbuffer
+    (file identifier ``TFL3`` at bytes 4-8), 'flax' for anything else."""
     with open(path, "rb") as f:
-        head = f.read(2)
-    if head[:2] == b"PK" or (len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5):
+        head = f.read(8)
+    if head[:2] == b"PK" or (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5):
         return "torch"
+    if head[4:8] == b"TFL3":
+        return "tflite"
     return "flax"
 
 

@@ -9,7 +9,10 @@ is significantly slower inside a loop body (CPU)"). Attacks run their model grad
 inside loops, so :func:`conv2d` defines its VJP with the input-gradient written as an
 ordinary NHWC/HWIO convolution of the flipped, transposed kernel, and the kernel-gradient
 as an ordinary convolution too (training runs in a ``scan``). The values are those of
-JAX's own rule (the tests compare them); only the layouts XLA sees change.
+JAX's own rule (the tests compare them); only the layouts XLA sees change. Grouped
+convolutions (PyTorch's ``groups``) go through the same VJP; depthwise ones (one input
+channel per group, MobileNetV2's) are written as sums of shifted slices instead, which
+XLA:CPU runs far faster than its grouped convolution (:func:`conv2d`).
 """
 
 from __future__ import annotations
@@ -38,14 +41,116 @@ def normalize(x, mean: tuple[float, ...] | None, std: tuple[float, ...] | None):
     return (x - mean) / std
 
 
+def conv2d(
+    x, kernel, strides: tuple[int, int], padding: tuple[tuple[int, int], ...], groups: int = 1
+):
+    """NHWC x HWIO convolution with explicit padding ((top, bottom), (left, right)).
+
+    Args:
+      x: float32[B, H, W, C_in].
+      kernel: float32[kh, kw, C_in // groups, C_out], PyTorch's ``(C_out, C_in // groups,
+        kh, kw)`` weight transposed; output channels ``g * C_out // groups + o`` read the
+        input channels of group ``g`` (PyTorch's and XLA's ``feature_group_count`` order).
+      strides, padding: as PyTorch's ``stride`` and ``padding`` (padding >= 0).
+      groups: PyTorch's ``groups``; ``groups == C_in`` with ``kernel.shape[2] == 1`` is a
+        depthwise convolution (channel multiplier ``C_out // C_in``).
+
+    Returns:
+      float32[B, H', W', C_out].
+
+    Why depthwise convolutions do not go through XLA's convolution: XLA:CPU runs one with
+    ``feature_group_count == C_in`` on a slow generic path, forward and backward, while a
+    sum of ``kh * kw`` shifted, strided slices times the kernel's rows is one fused
+    elementwise loop (benchmarks/README.md, "The torchvision ImageNet models"). Its VJP is
+    written the same way: the input-gradient a sum of taps of the dilated cotangent with
+    the flipped kernel, the kernel-gradient ``kh * kw`` reductions.
+    """
+    if groups < 1 or x.shape[-1] % groups or kernel.shape[-1] % groups:
+        raise ValueError(f"groups={groups} must divide C_in={x.shape[-1]} and C_out")
+    if kernel.shape[2] * groups != x.shape[-1]:
+        raise ValueError(
+            f"kernel {kernel.shape} has {kernel.shape[2]} input channels per group; "
+            f"C_in={x.shape[-1]} / groups={groups} wanted"
+        )
+    if groups > 1 and kernel.shape[2] == 1:
+        return _depthwise(x, kernel, tuple(strides), tuple(map(tuple, padding)))
+    return _conv2d(x, kernel, tuple(strides), tuple(map(tuple, padding)), groups)
+
+
+def _depthwise(x, kernel, strides, padding):
+    """Depthwise convolution: [B, H, W, C] x [kh, kw, 1, C * m] -> [B, H', W', C * m]."""
+    mult = kernel.shape[-1] // x.shape[-1]
+    if mult > 1:  # output channel c * m + o reads input channel c
+        x = jnp.repeat(x, mult, axis=-1)
+    return _depthwise_same_channels(x, kernel, strides, padding)
+
+
+def _pad_hw(x, pads, interior=(0, 0)):
+    """Zero padding of H and W (lax.pad: negative amounts crop; interior dilates)."""
+    (t, b), (left, r) = pads
+    zero = jnp.zeros((), x.dtype)
+    return lax.pad(x, zero, ((0, 0, 0), (t, b, interior[0]), (left, r, interior[1]), (0, 0, 0)))
+
+
+def _taps(xp, kh, kw, strides, out_hw):
+    """The kh * kw strided windows of the padded input: (i, j, xp[:, i::sh, j::sw][:ho, :wo])."""
+    (sh, sw), (ho, wo) = strides, out_hw
+    for i in range(kh):
+        for j in range(kw):
+            yield i, j, xp[:, i : i + (ho - 1) * sh + 1 : sh, j : j + (wo - 1) * sw + 1 : sw, :]
+
+
+def _tap_sum(xp, kernel, strides, out_hw):
+    """sum_{i, j} window(i, j) * kernel[i, j]: one fused elementwise loop in XLA."""
+    out = None
+    for i, j, tap in _taps(xp, kernel.shape[0], kernel.shape[1], strides, out_hw):
+        term = tap * kernel[i, j][None, None]  # [B, ho, wo, C] * [1, 1, 1, C]
+        out = term if out is None else out + term
+    return out
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def conv2d(x, kernel, strides: tuple[int, int], padding: tuple[tuple[int, int], ...]):
-    """NHWC x HWIO convolution with explicit padding ((top, bottom), (left, right))."""
-    return lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=_DN)
+def _depthwise_same_channels(x, kernel, strides, padding):
+    xp = _pad_hw(x, padding)
+    kh, kw = kernel.shape[:2]
+    out_hw = ((xp.shape[1] - kh) // strides[0] + 1, (xp.shape[2] - kw) // strides[1] + 1)
+    return _tap_sum(xp, kernel, strides, out_hw)
 
 
-def _conv2d_fwd(x, kernel, strides, padding):
-    return conv2d(x, kernel, strides, padding), (x, kernel)
+def _depthwise_fwd(x, kernel, strides, padding):
+    return _depthwise_same_channels(x, kernel, strides, padding), (x, kernel)
+
+
+def _depthwise_bwd(strides, padding, res, g):
+    # JAX's own transpose of the strided slices is one padded tensor per tap, summed
+    # afterwards; here the input-gradient is again a sum of taps (of the cotangent,
+    # dilated by the stride and padded, with the flipped kernel), one fused loop.
+    x, kernel = res
+    kh, kw = kernel.shape[:2]
+    pad = (
+        _transposed_padding(kh, padding[0][0], x.shape[1], g.shape[1], strides[0]),
+        _transposed_padding(kw, padding[1][0], x.shape[2], g.shape[2], strides[1]),
+    )
+    gp = _pad_hw(g, pad, (strides[0] - 1, strides[1] - 1))
+    gx = _tap_sum(gp, jnp.flip(kernel, (0, 1)), (1, 1), x.shape[1:3])
+    # dK[i, j, 0, c] = sum_{b, h, w} window(i, j)[b, h, w, c] g[b, h, w, c]
+    taps = _taps(_pad_hw(x, padding), kh, kw, strides, g.shape[1:3])
+    gk = jnp.stack([jnp.sum(tap * g, axis=(0, 1, 2)) for _, _, tap in taps])
+    return gx, gk.reshape(kernel.shape)
+
+
+_depthwise_same_channels.defvjp(_depthwise_fwd, _depthwise_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv2d(x, kernel, strides, padding, groups):
+    return lax.conv_general_dilated(
+        x, kernel, strides, padding, dimension_numbers=_DN, feature_group_count=groups
+    )
+
+
+def _conv2d_fwd(x, kernel, strides, padding, groups):
+    return _conv2d(x, kernel, strides, padding, groups), (x, kernel)
 
 
 def _transposed_padding(k, pad_lo, n_in, n_out, stride):
@@ -53,20 +158,31 @@ def _transposed_padding(k, pad_lo, n_in, n_out, stride):
     return lo, n_in + k - 1 - lo - ((n_out - 1) * stride + 1)
 
 
-def _conv2d_bwd(strides, padding, res, g):
+def _conv2d_bwd(strides, padding, groups, res, g):
     x, kernel = res
-    kh, kw = kernel.shape[:2]
-    flipped = jnp.flip(kernel, (0, 1)).swapaxes(2, 3)  # HWIO kernel of the transposed conv
+    kh, kw, cin_g, cout = kernel.shape
+    # HWIO kernel of the transposed convolution: flipped, and in each group the input and
+    # output channels swapped ([kh, kw, C_in/G, G, C_out/G] -> [kh, kw, C_out/G, G, C_in/G]).
+    flipped = jnp.flip(kernel, (0, 1)).reshape(kh, kw, cin_g, groups, cout // groups)
+    flipped = flipped.transpose(0, 1, 4, 3, 2).reshape(kh, kw, cout // groups, groups * cin_g)
     pad = (
         _transposed_padding(kh, padding[0][0], x.shape[1], g.shape[1], strides[0]),
         _transposed_padding(kw, padding[1][0], x.shape[2], g.shape[2], strides[1]),
     )
     gx = lax.conv_general_dilated(
-        g, flipped, (1, 1), pad, lhs_dilation=strides, dimension_numbers=_DN
+        g,
+        flipped,
+        (1, 1),
+        pad,
+        lhs_dilation=strides,
+        dimension_numbers=_DN,
+        feature_group_count=groups,
     )
     # dK[i, j, c, o] = sum_{b, h, w} x_pad[b, h*s + i, w*s + j, c] g[b, h, w, o]: a
     # convolution of x (channels as batch, images as features) with g as an HWIO kernel
-    # dilated by the stride; rows that the forward pass never reached are sliced off.
+    # dilated by the stride; rows that the forward pass never reached are sliced off. With
+    # groups, the batch (x's channels) splits into G groups, each paired with its group of
+    # output channels (batch_group_count, as JAX's own rule).
     gk = lax.conv_general_dilated(
         x.transpose(3, 1, 2, 0),
         g.transpose(1, 2, 0, 3),
@@ -74,11 +190,12 @@ def _conv2d_bwd(strides, padding, res, g):
         padding,
         rhs_dilation=strides,
         dimension_numbers=_DN,
+        batch_group_count=groups,
     )[:, :kh, :kw, :]
     return gx, gk.transpose(1, 2, 0, 3)
 
 
-conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
+_conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
 
 
 class Conv(nn.Module):
@@ -90,15 +207,22 @@ class Conv(nn.Module):
     strides: tuple[int, int] = (1, 1)
     padding: tuple[tuple[int, int], tuple[int, int]] = VALID
     use_bias: bool = True
+    feature_group_count: int = 1  # PyTorch's ``groups``; = C_in for a depthwise convolution
 
     @nn.compact
     def __call__(self, x):  # [B, H, W, C_in] -> [B, H', W', features]
         kernel = self.param(
             "kernel",
             nn.initializers.lecun_normal(),
-            (*self.kernel_size, x.shape[-1], self.features),
+            (*self.kernel_size, x.shape[-1] // self.feature_group_count, self.features),
         )
-        y = conv2d(x, kernel, tuple(self.strides), tuple(map(tuple, self.padding)))
+        y = conv2d(
+            x,
+            kernel,
+            tuple(self.strides),
+            tuple(map(tuple, self.padding)),
+            self.feature_group_count,
+        )
         if self.use_bias:
             bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
             y = y + bias.reshape((1,) * (y.ndim - 1) + (-1,))

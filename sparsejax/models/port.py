@@ -115,6 +115,7 @@ def state_dict_to_variables(state_dict: dict[str, np.ndarray], spec, source: str
     wanted = {}  # torch key -> (Flax path, Flax shape)
     for (collection, *path, leaf), sds in traverse_util.flatten_dict(dict(template)).items():
         wanted[_torch_key(collection, tuple(path), leaf)] = ((collection, *path, leaf), sds.shape)
+    state_dict = {k: v for k, v in state_dict.items() if not k.startswith(spec.ignored_keys)}
     missing = set(wanted) - set(state_dict)
     unexpected = set(state_dict) - set(wanted)
     if missing or unexpected:

@@ -15,10 +15,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from sparsejax.errors import CheckpointError, UnknownNameError
-from sparsejax.models import checkpoint
+from sparsejax.models import checkpoint, imagenet
 from sparsejax.models.lenet import LeNet5
 from sparsejax.models.resnet_cifar import CifarResNet
 from sparsejax.models.smallcnn import SmallCNN
+from sparsejax.models.tflite_mobilenet import TFLiteMobileNetV2, load_tflite
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +35,14 @@ class ModelSpec:
       nchw_flatten: (PyTorch module path, (C, H, W)) of each dense layer that follows a
         PyTorch NCHW flatten, for the porting step.
       description: one line for ``sparsejax models``.
+      preprocessing: how a dataset's images are brought to ``input_shape`` for this model
+        (a name in ``sparsejax.data.PREPROCESSING``; None: the images must already have
+        that shape). The model chooses it, so the command line never has to be told.
+      ignored_keys: prefixes of checkpoint keys the port drops on purpose (e.g. Inception-v3's
+        ``AuxLogits.``, unused at evaluation), each with its reason in the module.
+      weights_format: the weights file :func:`load` reads: ``"torch"`` (a PyTorch state
+        dict, ported, or a sparsejax Flax checkpoint) or ``"tflite"`` (a TFLite flatbuffer
+        read by the module's own loader, and nothing else).
     """
 
     name: str
@@ -42,6 +51,9 @@ class ModelSpec:
     num_classes: int
     nchw_flatten: tuple[tuple[str, tuple[int, int, int]], ...] = ()
     description: str = ""
+    preprocessing: str | None = None
+    ignored_keys: tuple[str, ...] = ()
+    weights_format: str = "torch"
 
     def init(self, key: jax.Array) -> Any:
         return self.module.init(key, jnp.zeros((1,) + self.input_shape, jnp.float32))
@@ -60,6 +72,57 @@ def _resnet(depth: int) -> ModelSpec:
         description=f"CIFAR ResNet-{depth} (He et al.), option-A shortcuts, "
         "ImageNet mean/std inside",
     )
+
+
+def _torchvision_specs() -> list[ModelSpec]:
+    """torchvision's ImageNet classifiers under torchvision's names and state-dict layout
+    (sparsejax/models/imagenet/), each with the preprocessing of torchvision's eval
+    transforms: resize the short side to 256 and crop 224 (342 and 299 for Inception-v3)."""
+
+    def spec(name, module, description, side=224, **kw):
+        pre = "torchvision-256-224" if side == 224 else "torchvision-342-299"
+        return ModelSpec(
+            name, module, (side, side, 3), 1000, description=description, preprocessing=pre, **kw
+        )
+
+    resnets = {18: "basic blocks", 50: "bottlenecks", 101: "bottlenecks", 152: "bottlenecks"}
+    return [
+        *[
+            spec(
+                f"vgg{d}",
+                imagenet.VGG(depth=d),
+                f"torchvision VGG-{d} (no BatchNorm), ImageNet, mean/std inside",
+                nchw_flatten=(("classifier.0", (512, 7, 7)),),
+            )
+            for d in (16, 19)
+        ],
+        *[
+            spec(
+                f"resnet{d}",
+                imagenet.ResNet(depth=d),
+                f"torchvision ResNet-{d} ({kind}), ImageNet, mean/std inside",
+            )
+            for d, kind in resnets.items()
+        ],
+        spec(
+            "densenet161",
+            imagenet.DenseNet(),
+            "torchvision DenseNet-161 (growth 48), ImageNet, mean/std inside",
+        ),
+        spec(
+            "inception_v3",
+            imagenet.InceptionV3(),
+            "torchvision Inception-v3 (transform_input=True: 2u - 1 inside), ImageNet, 299x299",
+            side=299,
+            # The auxiliary classifier runs only in training (see imagenet/inception.py).
+            ignored_keys=("AuxLogits.",),
+        ),
+        spec(
+            "mobilenet_v2",
+            imagenet.MobileNetV2(),
+            "torchvision MobileNetV2 (width 1.0), ImageNet, mean/std inside",
+        ),
+    ]
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -90,6 +153,17 @@ MODELS: dict[str, ModelSpec] = {
             "Carlini-Wagner 4-conv/3-dense net, TRADES layout, MNIST",
         ),
         *[_resnet(d) for d in (20, 32, 44, 56, 110)],
+        ModelSpec(
+            "mobilenet_v2-tflite",
+            TFLiteMobileNetV2(),
+            (224, 224, 3),
+            1000,
+            description="Google's TF-slim MobileNetV2 1.0/224 from its quantized TFLite file, "
+            "run in float; 2u - 1 inside (tflite_mobilenet.py)",
+            preprocessing="tf-slim-inception",
+            weights_format="tflite",
+        ),
+        *_torchvision_specs(),
     ]
 }
 
@@ -177,7 +251,8 @@ def create(name: str, seed: int = 0) -> Model:
 
 
 def load(name: str, weights: str | os.PathLike) -> Model:
-    """Loads ``name`` with weights from a PyTorch checkpoint or a sparsejax Flax checkpoint.
+    """Loads ``name`` with weights from a PyTorch checkpoint or a sparsejax Flax checkpoint
+    (or, for a model with ``weights_format="tflite"``, from a TFLite file and only that).
 
     Everything is checked before any compilation: the name, the path, the file format and
     the fit of every tensor to the architecture (missing, unexpected and mis-shaped keys
@@ -192,6 +267,8 @@ def load(name: str, weights: str | os.PathLike) -> Model:
     if path.stat().st_size == 0:
         raise CheckpointError(f"weights file {path}: empty file")
     kind = checkpoint.sniff(path)
+    if spec.weights_format == "tflite" or kind == "tflite":
+        return Model(spec, _load_tflite(spec, path, kind), weights=str(path))
     if kind != "torch" and path.suffix in (".pt", ".pth", ".th"):
         raise CheckpointError(
             f"weights file {path}: not a PyTorch checkpoint (neither a zip archive nor a "
@@ -211,3 +288,23 @@ def load(name: str, weights: str | os.PathLike) -> Model:
     checkpoint.check_finite(variables, f"weights file {path}")
     variables = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), variables)
     return Model(spec, variables, weights=str(path))
+
+
+def _load_tflite(spec: ModelSpec, path: Path, kind: str) -> Any:
+    """The float variables of a model that reads TFLite files (``weights_format="tflite"``);
+    a TFLite file for any other model, or another file for this one, is an error."""
+    if spec.weights_format != "tflite":
+        readers = sorted(n for n, s in MODELS.items() if s.weights_format == "tflite")
+        raise CheckpointError(
+            f"weights file {path} is a TFLite flatbuffer; {spec.name} reads PyTorch or "
+            f"sparsejax checkpoints (TFLite files: {', '.join(readers)})"
+        )
+    if kind != "tflite":
+        what = "a PyTorch checkpoint" if kind == "torch" else "not a TFLite flatbuffer"
+        raise CheckpointError(
+            f"weights file {path}: {what}; {spec.name} reads a .tflite file (TFL3)"
+        )
+    variables = load_tflite(path, spec.module, spec.input_shape)
+    checkpoint.check_tree(spec.variable_shapes(), variables, f"weights file {path}")
+    checkpoint.check_finite(variables, f"weights file {path}")
+    return jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), variables)
