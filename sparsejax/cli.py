@@ -389,14 +389,20 @@ def cmd_transfer(args) -> int:
     targets = {
         n: models.load(m, w) for n, m, w in zip(names, args.model, args.weights, strict=True)
     }
-    last: dict[tuple[str, str], int] = {}  # per (dataset, split): the largest index used
+    # per (dataset, split, preprocessing): the largest index used. An ImageNet source's
+    # clean images are those its own model saw: that model's preprocessing.
+    last: dict[tuple[str, str, str | None], int] = {}
     for s in sources:
-        key = (s["dataset"], s["split"])
+        s["preprocessing"] = _check_dataset(s["dataset"], s["model"])
+        key = (s["dataset"], s["split"], s["preprocessing"])
         last[key] = max(last.get(key, 0), int(s["index"].max()))
     clean = {
-        key: data.load_dataset(key[0], split=key[1], n=stop + 1, data_dir=args.data_dir)
+        key: data.load_dataset(
+            key[0], split=key[1], n=stop + 1, data_dir=None if key[2] else args.data_dir,
+            preprocessing=key[2],
+        )
         for key, stop in last.items()
-    }
+    }  # fmt: skip
     matrix = transfer.transfer_matrix(sources, targets, clean)
     out = Path(args.out)
     transfer.write(matrix, out)

@@ -408,3 +408,25 @@ def test_top1_on_the_200_shared_images(assets, real):
     acc = float((real.predict(ds.x, batch_size=100).argmax(1) == ds.y).mean())
     print(f"top-1 {acc:.3f} on {len(ds)} images in {time.perf_counter() - t0:.1f} s")
     assert 0.76 <= acc <= 0.77
+
+
+@pytest.mark.slow
+@pytest.mark.shared
+def test_sparsefool_on_a_real_imagenet_image_ends_verified_inside_the_box(assets, real):
+    """SparseFool (λ = 3, the reference demos' 50 iterations) on the first shared image,
+    which the model classifies correctly: a re-verified adversarial in [0, 1], its ℓ0
+    recounted, a small fraction of the 224 x 224 pixels changed."""
+    from sparsejax import attacks, metrics
+
+    ds = data.load_dataset(f"imagenet:{assets / VAL200}", n=1, preprocessing="tf-slim-inception")
+    x, y = jnp.asarray(ds.x), jnp.asarray(ds.y)
+    assert int(real.predict(ds.x).argmax(1)[0]) == int(ds.y[0])
+    r = jax.jit(attacks.sparsefool)(
+        real.logits_fn, x, y, attacks.SparseFoolConfig(lambda_=3.0, max_iter=50)
+    )
+    assert bool(r.success[0]) and int(r.status[0]) == int(attacks.Status.SUCCESS)
+    x_adv = np.asarray(r.x_adv)
+    assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0 and np.isfinite(x_adv).all()
+    assert int(real.predict(x_adv).argmax(1)[0]) != int(ds.y[0])  # re-verified here too
+    assert int(r.l0_pixels[0]) == int(metrics.l0_pixels(x_adv, ds.x)[0]) > 0
+    assert int(r.l0_pixels[0]) < 0.02 * 224 * 224

@@ -61,14 +61,15 @@ def name_sources(sources: list[dict]) -> None:
 def transfer_matrix(sources: Sequence[dict], targets: Mapping[str, object], clean: Mapping) -> dict:
     """The fooling-rate matrix [source, target] (module doc) and its counts.
 
-    ``clean[(dataset, split)]``: a :class:`~sparsejax.data.Dataset` holding every index the
-    sources use; ``targets``: name -> :class:`~sparsejax.models.Model`.
+    ``clean[(dataset, split, preprocessing)]``: a :class:`~sparsejax.data.Dataset` holding
+    every index the sources use (``preprocessing``: the source model's for ``imagenet:DIR``,
+    else None); ``targets``: name -> :class:`~sparsejax.models.Model`.
     """
     rate = np.full((len(sources), len(targets)), np.nan)
     fooled = np.zeros((len(sources), len(targets)), np.int64)
     eligible = np.zeros_like(fooled)
     for i, s in enumerate(sources):
-        ds = clean[(s["dataset"], s["split"])]
+        ds = clean[(s["dataset"], s["split"], s.get("preprocessing"))]
         pos = {int(v): p for p, v in enumerate(ds.indices)}
         x = ds.x[[pos[int(v)] for v in s["index"]]]
         for j, model in enumerate(targets.values()):
