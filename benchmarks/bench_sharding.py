@@ -144,10 +144,11 @@ def process_rows(args) -> list[dict]:
                     port = sock.getsockname()[1]
                     sock.close()
                     cmd = [
-                        sys.executable, "-m", "sparsejax.cli", "attack", "--attack", attack,
+                        sys.executable, "-m", "sparsejax.cli", "--no-compile-cache", "attack",
+                        "--attack", attack,
                         "--model", name, "--weights", weights, "--dataset", dataset,
                         "--n", str(args.n), "--batch-size", str(max(args.n // 8, 1)),
-                        "--workers", str(workers), "--out", out, "--no-compile-cache",
+                        "--workers", str(workers), "--out", out,
                         *[a for o in overrides for a in ("--set", o)],
                     ]  # fmt: skip
                     job = [["--coordinator", f"localhost:{port}", "--num-processes",
