@@ -74,14 +74,14 @@ SUMMARY_FIELDS = (
 )  # fmt: skip
 
 
-def run(label, name, weights, dataset, attack, config, n, tag):
+def run(label, name, weights, dataset, attack, config, n, tag, batch_size=100):
     """One runner job; (the table row, the results, the dataset, the run folder)."""
     assets = data.require_assets()
     model = models.load(name, assets / weights)
     ds = data.load_dataset(dataset, n=n)
     out = HERE / "runs" / f"{attack}_{Path(weights).stem}_{tag}"
     res = runner.run_attack(
-        attacks.get(attack), config, model, ds, out, batch_size=100, overwrite=True
+        attacks.get(attack), config, model, ds, out, batch_size=batch_size, overwrite=True
     )
     s = res["summary"]
     attacked = [e for e in res["examples"] if e["clean_pred"] == e["label"]]

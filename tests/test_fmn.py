@@ -1,6 +1,6 @@
 """FMN-ℓ0: every iterate and the returned point against a NumPy port of adv_lib's loop on
 affine models (float64), and the adv_lib defaults. The generic properties are in
-test_conformance.py; the side-by-side run with adv_lib itself is benchmarks/bench_fmn.py."""
+test_conformance.py; the side-by-side run with adv_lib itself is benchmarks/bench_l0_attacks.py."""
 
 from __future__ import annotations
 
