@@ -16,7 +16,8 @@ evaluation.json, report.md and the figures are copied to experiments/results/):
   10-40 s per image, C&W-ℓ0 and the one-pixel attack.
 - ``evaluate_cw_<model>`` (``--which cw``, not in the default): C&W-ℓ0 alone on the n
   images of the first; ``--table`` sets it beside the first's ensemble, with and without it
-  (the one-pixel attack at n = 200 would take about 6 hours of this CPU per four models).
+  (the one-pixel attack is left at the every-n run: 200 images of the four models would take
+  about 6 hours of this CPU).
 
 Not in either: SAPF and its two variants (targeted only: the evaluation is untargeted); the
 random subset on ResNet-20 (its k counts elements in each channel, not pixels).
@@ -124,7 +125,7 @@ def table(prefix: str) -> str:
 def with_cw() -> str:
     """C&W-ℓ0 on the main evaluation's images beside that evaluation's ensemble: robust
     accuracy (%) at each budget, median ℓ0 px, and C&W-ℓ0's optimality against the ensemble
-    of all ten attacks."""
+    of the main evaluation's attacks and C&W-ℓ0."""
     from sparsejax.evaluation import curves
 
     rows = []
