@@ -120,8 +120,9 @@ ROWS = [
         ("initial_const", (1.0, 2.0)),
         ("unit", "pixel"),
         # Hundreds of Adam steps carry the rounding of the batch shape into the values
-        # (3 lanes against 1: up to 4.5e-4), as for σ-zero; the path and the support stay.
-        value_atol=1e-3,
+        # (up to 1.8e-3 between a 1-lane queue and a lone lockstep call since the
+        # input-gradient's col2im route), as for σ-zero; the path and the support stay.
+        value_atol=5e-3,
         # A sweep of 16 items on 8 lanes against runs of 8 on 1: one constant's bisection
         # fixed another pixel in float32 (0.058 in one element), not in float64 (6e-15).
         sweep_in_float64=True,

@@ -115,8 +115,13 @@ def test_predict_pads_the_last_batch():
 @pytest.mark.parametrize(
     "stride,padding,size,groups,channels",
     [
+        # few input channels or a stride: dx by one product and a sum of taps (col2im)
         ((1, 1), ((1, 1), (1, 1)), (9, 9), 1, (4, 5)),
         ((2, 2), ((1, 1), (1, 1)), (8, 8), 1, (4, 5)),
+        ((2, 2), ((1, 1), (1, 1)), (8, 8), 1, (8, 5)),
+        # 8 or more input channels, stride 1: dx as XLA's transposed convolution
+        ((1, 1), ((1, 1), (1, 1)), (9, 9), 1, (8, 5)),
+        ((1, 1), ((0, 0), (2, 1)), (7, 6), 1, (9, 3)),
         ((2, 2), ((1, 1), (1, 1)), (9, 7), 1, (4, 5)),
         ((1, 1), ((0, 0), (0, 0)), (7, 6), 1, (4, 5)),
         ((2, 1), ((0, 0), (1, 1)), (10, 5), 1, (4, 5)),

@@ -158,6 +158,42 @@ def _transposed_padding(k, pad_lo, n_in, n_out, stride):
     return lo, n_in + k - 1 - lo - ((n_out - 1) * stride + 1)
 
 
+def _input_grad_by_col2im(x_shape, strides, groups) -> bool:
+    """Whether :func:`_conv2d_bwd` takes dx by :func:`_col2im_input_grad`: ungrouped, and
+    strided or with fewer than 8 input channels (benchmarks/bench_conv_input_grad.py)."""
+    return groups == 1 and (tuple(strides) != (1, 1) or x_shape[-1] < 8)
+
+
+def _col2im_input_grad(g, kernel, strides, padding, x_shape):
+    """dx of an ungrouped convolution as one matrix product and a sum of taps ("col2im").
+
+    dP[b, h, w, i, j, c] = sum_o g[b, h, w, o] K[i, j, c, o] (a [B*H'*W', O] x [O, kh*kw*C]
+    product); x_pad[b, h*s + i, w*s + j, c] receives dP[b, h, w, i, j, c] (each tap placed
+    by a strided pad, all taps one fused loop); the padding is cropped off.
+
+    Why: the transposed convolution XLA:CPU runs otherwise convolves the cotangent dilated
+    by the stride, s*s times the work in zeros, and with few input channels its output has
+    few channels, on which its matrix tiles run mostly empty. In those two cases this form
+    is the faster one; elsewhere the convolution is (benchmarks/README.md, "The
+    input-gradient of a convolution").
+    """
+    kh, kw, cin, cout = kernel.shape
+    b, ho, wo, _ = g.shape
+    taps = jnp.dot(g.reshape(-1, cout), kernel.reshape(kh * kw * cin, cout).T)
+    taps = taps.reshape(b, ho, wo, kh, kw, cin)
+    (pt, pb), (pl, pr) = padding
+    hp, wp = x_shape[1] + pt + pb, x_shape[2] + pl + pr
+    (sh, sw), zero = strides, jnp.zeros((), g.dtype)
+    out = None
+    for i in range(kh):
+        for j in range(kw):
+            rows = (i, hp - (i + (ho - 1) * sh + 1), sh - 1)  # (low, high, interior)
+            cols = (j, wp - (j + (wo - 1) * sw + 1), sw - 1)
+            tap = lax.pad(taps[:, :, :, i, j, :], zero, ((0, 0, 0), rows, cols, (0, 0, 0)))
+            out = tap if out is None else out + tap
+    return out[:, pt : pt + x_shape[1], pl : pl + x_shape[2], :]
+
+
 def _conv2d_bwd(strides, padding, groups, res, g):
     x, kernel = res
     kh, kw, cin_g, cout = kernel.shape
@@ -169,15 +205,18 @@ def _conv2d_bwd(strides, padding, groups, res, g):
         _transposed_padding(kh, padding[0][0], x.shape[1], g.shape[1], strides[0]),
         _transposed_padding(kw, padding[1][0], x.shape[2], g.shape[2], strides[1]),
     )
-    gx = lax.conv_general_dilated(
-        g,
-        flipped,
-        (1, 1),
-        pad,
-        lhs_dilation=strides,
-        dimension_numbers=_DN,
-        feature_group_count=groups,
-    )
+    if _input_grad_by_col2im(x.shape, strides, groups):
+        gx = _col2im_input_grad(g, kernel, strides, padding, x.shape)
+    else:
+        gx = lax.conv_general_dilated(
+            g,
+            flipped,
+            (1, 1),
+            pad,
+            lhs_dilation=strides,
+            dimension_numbers=_DN,
+            feature_group_count=groups,
+        )
     # dK[i, j, c, o] = sum_{b, h, w} x_pad[b, h*s + i, w*s + j, c] g[b, h, w, o]: a
     # convolution of x (channels as batch, images as features) with g as an HWIO kernel
     # dilated by the stride; rows that the forward pass never reached are sliced off. With
