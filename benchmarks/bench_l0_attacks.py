@@ -11,7 +11,7 @@ COMMAND:
   git clone <mirror of fra31/sparse-rs> /tmp/ref/sparse-rs
   .venv/bin/python benchmarks/bench_l0_attacks.py --adv-lib /tmp/advlib/x \
       --spgd /tmp/ref/spgd --sparse-rs /tmp/ref/sparse-rs [--model resnet20] [--n 20] \
-      [--k 10] [--only sigma,fmn,spgd,rs,sparsefool]
+      [--k 10] [--only sigma,fmn,spgd,rs,sparsefool] [--rounds 1]
 
 Writes benchmarks/results/l0_attacks_{model}_k{k}.{json,md}, with ``_{only}`` appended for
 a run of some of the attacks (``--only spgd,rs``: ``..._k2_spgd_rs``) (``resnet20``: the shared
@@ -26,6 +26,10 @@ Budgets: σ-zero 1000 steps (adv_lib's default), FMN 1000 steps (AttackBench's; 
 default is 10), sPGD k pixels and 300 iterations (``evaluate.py``'s default) per gradient
 rule, Sparse-RS k pixels and 1000 queries (α_init 0.3, margin loss, the README's untargeted
 ℓ0 run at a smaller budget), SparseFool its defaults (λ = 3).
+
+``--rounds R``: σ-zero and FMN run ours and the reference alternately, R times each (this
+VM's speed drifts between minutes; a paired round compares runs of the same minutes); the
+rows give the median time, the JSON every round and the per-round ratios.
 
 Each sparsejax row also gives wall/floor: the floor is Σ_examples (forwards · t_F + backward
 rows · t_B), with t_F and t_B measured by ``bench_sparsefool.pass_costs`` on as many lanes as
@@ -140,6 +144,13 @@ def main():
     ap.add_argument("--n", type=int, default=20)
     ap.add_argument("--k", type=int, default=10, help="pixels, for sPGD and Sparse-RS")
     ap.add_argument("--only", default="sigma,fmn,spgd,rs,sparsefool")
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="σ-zero and FMN: run ours and the reference alternately this many times each "
+        "(rows give the median; the JSON every round and the paired ratios)",
+    )
     args = ap.parse_args()
     only = set(args.only.split(","))
     unknown = only - {"sigma", "fmn", "spgd", "rs", "sparsefool"}
@@ -165,12 +176,22 @@ def main():
             costs[slots] = pass_costs(model, x_np, slots, k=1)
         return costs[slots]
 
-    def ours(label, fn, cfg, **kw):
+    def ours(label, fn, cfg, rounds=1, between=None, **kw):
+        """Our row; with ``rounds`` > 1 the compiled call runs that many times, ``between()``
+        (the reference's run) after each, and the row's time is the median."""
         compiled = jax.jit(fn).lower(model.logits_fn, x, y, cfg, **kw).compile()
-        seconds, r = timed(
-            lambda: jax.block_until_ready(compiled(model.logits_fn, x, y, cfg, **kw))
-        )
+        times = []
+        for _ in range(rounds):
+            seconds, r = timed(
+                lambda: jax.block_until_ready(compiled(model.logits_fn, x, y, cfg, **kw))
+            )
+            times.append(seconds)
+            if between is not None:
+                between()
+        seconds = float(np.median(times))
         row = summary(label, x_np, r.x_adv, np.asarray(r.success), seconds, n)
+        if rounds > 1:
+            row["seconds_per_round"] = times
         row["passes_per_image"] = float(np.mean(np.asarray(r.model_evals)))
         early_stop = attacks.get(fn.__name__.replace("_", "-")).algorithm.early_stop
         slots = engine.default_queue_width(n) if early_stop else n
@@ -182,17 +203,35 @@ def main():
         print(row, flush=True)
         return r
 
-    def theirs(label, run, passes_per_image=None):
-        seconds, adv_t = timed(run)
+    def theirs(label, run, passes_per_image=None, runs=None):
+        """The reference's row. ``runs``: its (seconds, images) from rounds already run (the
+        row's time is their median, its images the last run's); None: run it once here."""
+        runs = runs or [timed(run)]
+        times, adv_t = [t for t, _ in runs], runs[-1][1]
         assert not any(m.training for m in net.modules()), f"{label} left the model in train mode"
         with torch.no_grad():
             pred = net(adv_t).argmax(1).numpy()
         adv = adv_t.numpy().transpose(0, 2, 3, 1)
-        rows.append(summary(label, x_np, adv, pred != y_np, seconds, n))
+        rows.append(summary(label, x_np, adv, pred != y_np, float(np.median(times)), n))
+        if len(times) > 1:
+            rows[-1]["seconds_per_round"] = times
+            ours_times = rows[-2]["seconds_per_round"]
+            rows[-1]["ratio_sparsejax_over_reference_per_round"] = [
+                a / b for a, b in zip(ours_times, times, strict=True)
+            ]
         if passes_per_image is not None:
             rows[-1]["passes_per_image"] = passes_per_image
         print(rows[-1], flush=True)
         return adv, pred != y_np
+
+    def paired(ours_label, fn, cfg, their_label, run):
+        """Ours and the reference alternately, ``--rounds`` times each (one batch per call)."""
+        their_runs = []
+        r = ours(
+            ours_label, fn, cfg, rounds=args.rounds, between=lambda: their_runs.append(timed(run))
+        )
+        adv, success = theirs(their_label, run, 2000.0, runs=their_runs)
+        agreement(r, adv, success)
 
     def agreement(r, adv, success):
         """How often the two sides end at the same ℓ0 (elements) on images both fool."""
@@ -207,21 +246,23 @@ def main():
 
     if "sigma" in only:
         sigma_zero = load_adv_lib_sigma_zero(args.adv_lib)
-        r = ours("sparsejax sigma-zero (1000 steps)", attacks.sigma_zero, attacks.SigmaZeroConfig())
-        adv, success = theirs(
-            "adv_lib 0.2.8 sigma_zero (1000 steps)", lambda: sigma_zero(net, xt, yt), 2000.0
+        paired(
+            "sparsejax sigma-zero (1000 steps)",
+            attacks.sigma_zero,
+            attacks.SigmaZeroConfig(),
+            "adv_lib 0.2.8 sigma_zero (1000 steps)",
+            lambda: sigma_zero(net, xt, yt),
         )
-        agreement(r, adv, success)
 
     if "fmn" in only:
         fmn = adv_lib_fmn(args.adv_lib)
-        r = ours("sparsejax fmn-l0 (1000 steps)", attacks.fmn_l0, attacks.FMNConfig(steps=1000))
-        adv, success = theirs(
+        paired(
+            "sparsejax fmn-l0 (1000 steps)",
+            attacks.fmn_l0,
+            attacks.FMNConfig(steps=1000),
             "adv_lib 0.2.8 fmn(norm=0) (1000 steps)",
             lambda: fmn(net, xt, yt, norm=0, steps=1000),
-            2000.0,
         )
-        agreement(r, adv, success)
 
     if "spgd" in only:
         sys.path.insert(0, str(args.spgd / "autoattack"))

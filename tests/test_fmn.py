@@ -67,6 +67,28 @@ def test_the_attack_returns_the_ports_best_point(x64, targeted):
     assert found >= 4  # most problems end with an adversarial point, not the clean image
 
 
+def test_the_projection_keeps_the_epsilon_largest_magnitudes_and_their_ties():
+    """The ℓ0 projection (a count per bit, no sort) against its definition by a sort: every
+    |δ_i| below the ε-th largest is zeroed, ties with it kept; ε < 1 keeps the largest, ε ≥ d
+    everything; signs, zeros and -0.0 as they were."""
+    from sparsejax.attacks._fmn import _project_l0
+
+    rng = np.random.default_rng(3)
+    delta = rng.normal(size=(4, 5, 3)).astype(np.float32)
+    delta[rng.random(delta.shape) < 0.4] = 0.0
+    delta[0, :2] = 0.25  # six equal magnitudes
+    delta[1, 0] = -0.25
+    delta[2, 1, 1] = -0.0
+    project = jax.jit(_project_l0)
+    for eps in (0.0, 1.0, 3.0, 7.0, 7.9, 30.0, 60.0, 61.0):
+        mags = np.sort(np.abs(delta).ravel())[::-1]
+        kth = mags[int(np.clip(int(eps) - 1, 0, mags.size - 1))]
+        want = np.where(np.abs(delta) < kth, 0.0, delta)
+        got = np.asarray(project(jnp.asarray(delta), jnp.float32(eps)))
+        np.testing.assert_array_equal(got, want, err_msg=str(eps))
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want), err_msg=str(eps))
+
+
 def test_the_defaults_are_adv_libs():
     c = FMNConfig()
     assert (c.steps, c.alpha_init, c.alpha_final, c.gamma_init, c.gamma_final) == (
