@@ -53,6 +53,22 @@ def test_the_share_is_strided_and_covers_every_batch_once():
     assert [j.merges for j in jobs] == [True, False, False]
 
 
+def test_processes_checking_one_out_folder_at_once_do_not_trip_each_other(tmp_path):
+    """Every process of a run checks that --out is writable as it starts; a probe file
+    shared by name was removed by one process under another ("cannot write there")."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sparsejax.runner.store import check_writable
+
+    def check_many(_):
+        for _ in range(300):
+            check_writable(tmp_path / "out")
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(check_many, range(4)))  # re-raises a SparsejaxError from any thread
+    assert list((tmp_path / "out").iterdir()) == []  # no probe left behind
+
+
 def test_a_process_removes_only_the_temporary_files_it_writes(tmp_path):
     (tmp_path / "batches").mkdir()
     names = {
@@ -123,8 +139,14 @@ def test_two_processes_merge_to_the_one_process_run_even_after_a_kill(ckpt, tmp_
     p0 = _start(ckpt, out, port, 0, logs[0])
     p1 = _start(ckpt, out, port, 1, logs[1])
     deadline = time.time() + 300
+
+    def both_logs():
+        return "\n".join(f"--- p{i}.log\n" + (tmp_path / f"p{i}.log").read_text()[-3000:]
+                         for i in (0, 1))  # fmt: skip
+
     while not (out / "batches" / "batch_00001.npz").exists():
-        assert p1.poll() is None and time.time() < deadline, (tmp_path / "p1.log").read_text()
+        # Both logs: p1 dying at start-up may be the coordinator (p0) going first.
+        assert p1.poll() is None and time.time() < deadline, both_logs()
         time.sleep(0.05)
     p1.send_signal(signal.SIGKILL)
     p1.wait(timeout=60)

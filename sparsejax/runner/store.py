@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -68,9 +69,9 @@ def check_writable(out: str | Path, what: str = "--out") -> None:
         raise SparsejaxError(f"{what} {out}: exists and is not a directory")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".sparsejax-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
+        # A probe of its own: the processes of one run check the same folder at once.
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".sparsejax-write-test-"):
+            pass
     except OSError as e:
         raise SparsejaxError(f"{what} {out}: cannot write there ({e.strerror})") from None
 
