@@ -183,13 +183,12 @@ def _col2im_input_grad(g, kernel, strides, padding, x_shape):
     taps = taps.reshape(b, ho, wo, kh, kw, cin)
     (pt, pb), (pl, pr) = padding
     hp, wp = x_shape[1] + pt + pb, x_shape[2] + pl + pr
-    (sh, sw), zero = strides, jnp.zeros((), g.dtype)
+    sh, sw = strides
     out = None
     for i in range(kh):
         for j in range(kw):
-            rows = (i, hp - (i + (ho - 1) * sh + 1), sh - 1)  # (low, high, interior)
-            cols = (j, wp - (j + (wo - 1) * sw + 1), sw - 1)
-            tap = lax.pad(taps[:, :, :, i, j, :], zero, ((0, 0, 0), rows, cols, (0, 0, 0)))
+            pads = ((i, hp - (i + (ho - 1) * sh + 1)), (j, wp - (j + (wo - 1) * sw + 1)))
+            tap = _pad_hw(taps[:, :, :, i, j, :], pads, (sh - 1, sw - 1))
             out = tap if out is None else out + tap
     return out[:, pt : pt + x_shape[1], pl : pl + x_shape[2], :]
 
@@ -197,17 +196,18 @@ def _col2im_input_grad(g, kernel, strides, padding, x_shape):
 def _conv2d_bwd(strides, padding, groups, res, g):
     x, kernel = res
     kh, kw, cin_g, cout = kernel.shape
-    # HWIO kernel of the transposed convolution: flipped, and in each group the input and
-    # output channels swapped ([kh, kw, C_in/G, G, C_out/G] -> [kh, kw, C_out/G, G, C_in/G]).
-    flipped = jnp.flip(kernel, (0, 1)).reshape(kh, kw, cin_g, groups, cout // groups)
-    flipped = flipped.transpose(0, 1, 4, 3, 2).reshape(kh, kw, cout // groups, groups * cin_g)
-    pad = (
-        _transposed_padding(kh, padding[0][0], x.shape[1], g.shape[1], strides[0]),
-        _transposed_padding(kw, padding[1][0], x.shape[2], g.shape[2], strides[1]),
-    )
     if _input_grad_by_col2im(x.shape, strides, groups):
         gx = _col2im_input_grad(g, kernel, strides, padding, x.shape)
     else:
+        # HWIO kernel of the transposed convolution: flipped, and in each group the input
+        # and output channels swapped ([kh, kw, C_in/G, G, C_out/G] -> [kh, kw, C_out/G, G,
+        # C_in/G]).
+        flipped = jnp.flip(kernel, (0, 1)).reshape(kh, kw, cin_g, groups, cout // groups)
+        flipped = flipped.transpose(0, 1, 4, 3, 2).reshape(kh, kw, cout // groups, groups * cin_g)
+        pad = (
+            _transposed_padding(kh, padding[0][0], x.shape[1], g.shape[1], strides[0]),
+            _transposed_padding(kw, padding[1][0], x.shape[2], g.shape[2], strides[1]),
+        )
         gx = lax.conv_general_dilated(
             g,
             flipped,
